@@ -1,0 +1,32 @@
+//! The one place that turns core errors into SQL errors with a SQLSTATE.
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
+use pgrx::prelude::*;
+use stan_core::Error;
+
+pub fn sqlstate(e: &Error) -> Code {
+    match e {
+        Error::NoData(_) => Code::ERRCODE_DATA_EXCEPTION,
+        Error::UnsupportedColumn { .. } => Code::ERRCODE_FEATURE_NOT_SUPPORTED,
+        Error::InvalidValue { .. } => Code::ERRCODE_DATA_EXCEPTION,
+        Error::InvalidOption { .. } => Code::ERRCODE_INVALID_PARAMETER_VALUE,
+        Error::CorruptModel(_) => Code::ERRCODE_DATA_CORRUPTED,
+        Error::RowTypeMismatch(_) => Code::ERRCODE_DATATYPE_MISMATCH,
+        Error::Torch(_) => Code::ERRCODE_INTERNAL_ERROR,
+        Error::Cancelled => Code::ERRCODE_QUERY_CANCELED,
+    }
+}
+
+pub fn raise(e: Error) -> ! {
+    ereport!(ERROR, sqlstate(&e), format!("stan: {e}"));
+}
+
+/// Unwraps a core result or raises it as a SQL error.
+pub fn ok<T>(r: stan_core::Result<T>) -> T {
+    r.unwrap_or_else(|e| raise(e))
+}
+
+/// Raises an error with an explicit SQLSTATE.
+pub fn fail(code: Code, message: String) -> ! {
+    ereport!(ERROR, code, message);
+}

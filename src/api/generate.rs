@@ -1,0 +1,150 @@
+//! stan_generate: rows of the caller's row type from a stored model, produced lazily (one network
+//! pass for all streams per step) so memory stays flat however long the span.
+
+use super::error::{fail, ok};
+use super::train::table_columns;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use stan_core::codec::TableCodec;
+use stan_core::model::ModelConfig;
+use stan_core::pipeline::Generator;
+
+struct StoredModel {
+    name: String,
+    codec: TableCodec,
+    config: ModelConfig,
+    weights: Vec<u8>,
+    streams: usize,
+}
+
+fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
+    let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match model {
+        Some(name) => (
+            "SELECT name, codecs, config, weights, streams FROM stan.model_store
+              WHERE name = $1 ORDER BY version DESC LIMIT 1",
+            vec![name.to_string().into()],
+        ),
+        None => (
+            "SELECT name, codecs, config, weights, streams FROM stan.model_store
+              WHERE source_type = $1 ORDER BY trained_at DESC, version DESC LIMIT 1",
+            vec![rowtype.into()],
+        ),
+    };
+    let found = Spi::connect(|client| {
+        let mut rows = client
+            .select(query, Some(1), &args)
+            .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading the model catalog: {e}")));
+        rows.next().map(|r| {
+            (
+                r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                r.get::<JsonB>(2).ok().flatten(),
+                r.get::<JsonB>(3).ok().flatten(),
+                r.get::<Vec<u8>>(4).ok().flatten(),
+                r.get::<i32>(5).ok().flatten(),
+            )
+        })
+    });
+    let Some((name, codecs, config, weights, streams)) = found else {
+        let what = match model {
+            Some(name) => format!("stan: model \"{name}\" does not exist"),
+            None => {
+                let t: String = Spi::get_one_with_args("SELECT $1::regtype::text", &[rowtype.into()])
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                format!("stan: no model was trained on a table of type {t}; run stan_train first")
+            }
+        };
+        fail(Code::ERRCODE_UNDEFINED_OBJECT, what);
+    };
+    let corrupt = |what: &str| -> ! { ok(Err(stan_core::Error::CorruptModel(format!("model \"{name}\": {what}")))) };
+    let codec: TableCodec = codecs
+        .and_then(|j| serde_json::from_value(j.0).ok())
+        .unwrap_or_else(|| corrupt("unreadable codecs"));
+    let config: ModelConfig = config
+        .and_then(|j| serde_json::from_value(j.0).ok())
+        .unwrap_or_else(|| corrupt("unreadable network description"));
+    let weights = weights.unwrap_or_else(|| corrupt("no weights"));
+    let streams = streams.filter(|s| *s > 0).unwrap_or_else(|| corrupt("no stream count")) as usize;
+    StoredModel { name, codec, config, weights, streams }
+}
+
+/// The row type must have exactly the model's columns, with the same types.
+fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
+    let relid: Option<pg_sys::Oid> =
+        Spi::get_one_with_args("SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1", &[rowtype.into()])
+            .ok()
+            .flatten();
+    let relid = relid.filter(|r| r.to_u32() != 0).unwrap_or_else(|| {
+        fail(
+            Code::ERRCODE_DATATYPE_MISMATCH,
+            "stan: the first argument must be a row type, e.g. NULL::flows".to_string(),
+        )
+    });
+    let mut have: Vec<(String, String)> =
+        table_columns(relid).into_iter().map(|c| (c.name, c.type_name)).collect();
+    let mut want: Vec<(String, String)> =
+        model.codec.columns.iter().map(|c| (c.name.clone(), c.type_name.clone())).collect();
+    have.sort();
+    want.sort();
+    if have != want {
+        let missing: Vec<String> = want.iter().filter(|c| !have.contains(c)).map(|(n, t)| format!("{n} {t}")).collect();
+        let extra: Vec<String> = have.iter().filter(|c| !want.contains(c)).map(|(n, t)| format!("{n} {t}")).collect();
+        ok::<()>(Err(stan_core::Error::RowTypeMismatch(format!(
+            "the row type does not match model \"{}\": missing [{}], not in the model [{}]",
+            model.name,
+            missing.join(", "),
+            extra.join(", ")
+        ))));
+    }
+}
+
+#[pg_schema]
+mod stan {
+    use super::*;
+
+    /// Implements stan_generate (see sql/api.sql): one jsonb object per generated row.
+    #[pg_extern(name = "generate_rows")]
+    fn generate_rows(
+        rowtype: pg_sys::Oid,
+        span_seconds: f64,
+        model: Option<String>,
+        seed: Option<i64>,
+        start_epoch: Option<f64>,
+        streams: Option<i32>,
+    ) -> SetOfIterator<'static, JsonB> {
+        let stored = load_model(model.as_deref(), rowtype);
+        check_row_type(rowtype, &stored);
+        let device = super::super::prepare_torch("");
+        let seed = seed.map(|s| s as u64).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        let streams = match streams {
+            None => stored.streams,
+            Some(n) if n > 0 => n as usize,
+            Some(n) => fail(Code::ERRCODE_INVALID_PARAMETER_VALUE, format!("stan: streams must be positive, not {n}")),
+        };
+        let names: Vec<String> = stored.codec.columns.iter().map(|c| c.name.clone()).collect();
+        let mut generator = ok(Generator::new(
+            stored.codec,
+            stored.config,
+            &stored.weights,
+            device,
+            span_seconds,
+            streams,
+            seed,
+            start_epoch,
+        ));
+        SetOfIterator::new(std::iter::from_fn(move || {
+            check_for_interrupts!();
+            let row = ok(generator.next_row())?;
+            let object: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .zip(row)
+                .map(|(n, v)| (n.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::String)))
+                .collect();
+            Some(JsonB(serde_json::Value::Object(object)))
+        }))
+    }
+}

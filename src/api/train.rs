@@ -1,0 +1,229 @@
+//! stan_train: read the table with the caller's privileges (ACLs and row-level security apply),
+//! fit codecs, train, and store a new model version in the same transaction (so a cancelled or
+//! failed training leaves nothing behind).
+
+use super::error::{fail, ok};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::JsonB;
+use stan_core::codec::ColumnValues;
+use stan_core::model::train::Progress;
+use stan_core::options::TrainOptions;
+use stan_core::schema::{plan_columns, ColumnInfo, ColumnPlan, Kind, ReadAs};
+use std::hash::{Hash, Hasher};
+
+const FETCH_ROWS: i64 = 10_000;
+
+pub fn table_columns(relation: pg_sys::Oid) -> Vec<ColumnInfo> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typtype = 'e'
+                   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY a.attnum",
+                None,
+                &[relation.into()],
+            )
+            .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading the catalog: {e}")));
+        rows.map(|r| ColumnInfo {
+            name: r.get::<String>(1).ok().flatten().unwrap_or_default(),
+            type_name: r.get::<String>(2).ok().flatten().unwrap_or_default(),
+            is_enum: r.get::<bool>(3).ok().flatten().unwrap_or(false),
+        })
+        .collect()
+    })
+}
+
+fn read_expression(plan: &ColumnPlan) -> String {
+    let c = quote_identifier(&plan.name);
+    if plan.kind == Kind::Skip {
+        return "NULL::text".into();
+    }
+    match plan.read_as {
+        ReadAs::Epoch | ReadAs::IntervalSeconds => format!("extract(epoch from {c})::float8"),
+        ReadAs::Int => format!("{c}::int8"),
+        ReadAs::Float => format!("{c}::float8"),
+        ReadAs::Text => format!("{c}::text"),
+        ReadAs::Ipv4 => format!("CASE WHEN pg_catalog.family({c}) = 4 THEN {c} - '0.0.0.0'::inet ELSE -1 END"),
+    }
+}
+
+fn parse_columns(columns: &serde_json::Value) -> Vec<(String, String)> {
+    match columns {
+        serde_json::Value::Null => vec![],
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(s) => (k.clone(), s.to_string()),
+                None => fail(
+                    Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("stan: option \"columns\": the kind of column \"{k}\" must be a string, not {v}"),
+                ),
+            })
+            .collect(),
+        other => fail(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("stan: option \"columns\": {other} is not a JSON object like {{\"sp\": \"port\"}}"),
+        ),
+    }
+}
+
+fn stream_key(text: Option<String>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Reads the planned columns (and the stream expression) through a cursor.
+fn read_table(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&str>) -> (Vec<ColumnValues>, Vec<u64>) {
+    let mut select: Vec<String> = plans.iter().map(read_expression).collect();
+    if let Some(expr) = stream_by {
+        select.push(format!("({expr})::text"));
+    }
+    let relname: String = Spi::get_one_with_args("SELECT $1::regclass::text", &[relation.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let query = format!("SELECT {} FROM {relname}", select.join(", "));
+    let mut values: Vec<ColumnValues> = plans
+        .iter()
+        .map(|p| match (p.kind, p.read_as) {
+            (Kind::Skip, _) | (_, ReadAs::Text) => ColumnValues::Text(vec![]),
+            (_, ReadAs::Int | ReadAs::Ipv4) => ColumnValues::Int(vec![]),
+            _ => ColumnValues::Float(vec![]),
+        })
+        .collect();
+    let mut keys = Vec::new();
+    Spi::connect(|client| {
+        let mut cursor = client.try_open_cursor(query.as_str(), &[]).unwrap_or_else(|e| {
+            fail(Code::ERRCODE_INVALID_PARAMETER_VALUE, format!("stan: cannot read {relname}: {e}"))
+        });
+        loop {
+            check_for_interrupts!();
+            let table = cursor
+                .fetch(FETCH_ROWS)
+                .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading {relname}: {e}")));
+            if table.is_empty() {
+                break;
+            }
+            for row in table {
+                for (i, v) in values.iter_mut().enumerate() {
+                    match v {
+                        ColumnValues::Float(out) => out.push(row.get::<f64>(i + 1).ok().flatten()),
+                        ColumnValues::Int(out) => out.push(row.get::<i64>(i + 1).ok().flatten()),
+                        ColumnValues::Text(out) => out.push(row.get::<String>(i + 1).ok().flatten()),
+                    }
+                }
+                if stream_by.is_some() {
+                    keys.push(stream_key(row.get::<String>(plans.len() + 1).ok().flatten()));
+                }
+            }
+        }
+    });
+    (values, keys)
+}
+
+fn stream_expression(stream_by: &str, columns: &[ColumnInfo]) -> String {
+    if columns.iter().any(|c| c.name == stream_by) {
+        quote_identifier(stream_by).to_string()
+    } else {
+        stream_by.to_string()
+    }
+}
+
+#[pg_schema]
+mod stan {
+    use super::*;
+
+    /// Implements stan_train (see sql/api.sql for the public signature).
+    #[pg_extern(name = "train")]
+    fn train(
+        relation: pg_sys::Oid,
+        model: Option<String>,
+        order_by: Option<String>,
+        stream_by: Option<String>,
+        columns: Option<JsonB>,
+        options: Option<JsonB>,
+    ) -> String {
+        let options = ok(TrainOptions::parse(&options.map(|j| j.0).unwrap_or_default()));
+        let overrides = parse_columns(&columns.map(|j| j.0).unwrap_or_default());
+        let info = table_columns(relation);
+        if info.is_empty() {
+            fail(Code::ERRCODE_UNDEFINED_TABLE, format!("stan: relation {} has no columns", relation.to_u32()));
+        }
+        let relname: String = Spi::get_one_with_args("SELECT c.relname::text FROM pg_catalog.pg_class c WHERE c.oid = $1", &[relation.into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let name = model.unwrap_or_else(|| relname.clone());
+        if name.is_empty() || name.len() > 63 {
+            fail(Code::ERRCODE_INVALID_NAME, format!("stan: model name \"{name}\" must have 1 to 63 characters"));
+        }
+        // One trainer per model name at a time.
+        let locked: bool = Spi::get_one_with_args(
+            "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('stan.model:' || $1))",
+            &[name.clone().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if !locked {
+            fail(
+                Code::ERRCODE_LOCK_NOT_AVAILABLE,
+                format!("stan: model \"{name}\" is being trained by another session; try again when it is done"),
+            );
+        }
+        let plans = ok(plan_columns(&info, order_by.as_deref(), &overrides));
+        let stream_expr = stream_by.as_deref().map(|s| stream_expression(s, &info));
+        let (values, keys) = read_table(relation, &plans, stream_expr.as_deref());
+        let device = super::super::prepare_torch(&options.device);
+        let started = std::time::Instant::now();
+        let rows = values.first().map_or(0, |v| v.len());
+        let mut progress = |p: Progress| -> stan_core::Result<()> {
+            check_for_interrupts!();
+            if let Progress::Epoch(e) = p {
+                notice!(
+                    "stan_train \"{name}\": epoch {}/{}: loss {:.4} (validation {:.4}), {:.0} rows/s, {:.0} s elapsed, about {:.0} s left",
+                    e.epoch, e.epochs, e.train_loss, e.validation_loss, e.windows_per_s, e.elapsed_s, e.remaining_s
+                );
+            }
+            Ok(())
+        };
+        notice!("stan_train \"{name}\": {rows} rows, {} columns, device {}", plans.len(), stan_core::model::device::name(device));
+        let trained = ok(stan_core::pipeline::train_model(&plans, &values, &keys, &options, device, &mut progress));
+        let metrics = serde_json::json!({ "training": trained.summary });
+        let inserted = Spi::get_one_with_args::<i32>(
+            "INSERT INTO stan.model_store
+                (name, version, source_relid, source, source_type, codecs, config, options, metrics,
+                 device, rows, streams, training_seconds, weights)
+             SELECT $1, COALESCE((SELECT max(m.version) FROM stan.model_store m WHERE m.name = $1), 0) + 1,
+                    $2, $2::regclass::text, (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $2),
+                    $3, $4, $5, $6, $7, $8, $9, $10, $11
+             RETURNING version",
+            &[
+                name.clone().into(),
+                relation.into(),
+                JsonB(serde_json::to_value(&trained.codec).expect("serialisable")).into(),
+                JsonB(serde_json::to_value(&trained.config).expect("serialisable")).into(),
+                JsonB(serde_json::to_value(&options).expect("serialisable")).into(),
+                JsonB(metrics).into(),
+                stan_core::model::device::name(device).to_string().into(),
+                (trained.rows as i64).into(),
+                (trained.streams as i32).into(),
+                started.elapsed().as_secs_f64().into(),
+                trained.weights.into(),
+            ],
+        )
+        .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: storing model \"{name}\": {e}")));
+        notice!(
+            "stan_train \"{name}\": stored version {} ({} epochs, best validation loss {:.4}, {:.1} s)",
+            inserted.unwrap_or_default(),
+            trained.summary.epochs_run,
+            trained.summary.best_validation_loss,
+            started.elapsed().as_secs_f64()
+        );
+        name
+    }
+}

@@ -1,0 +1,467 @@
+//! Values ⇄ model slots. Fitting a [`TableCodec`] on the training rows decides each column's
+//! codec and its parameters (scales, category lists); the fitted codec is stored with the model,
+//! so generation never reads the source table again.
+//!
+//! Every row becomes a vector of *slots*: one per model head (a class index or a z-score) plus
+//! input-only features (time of day). Attributes are the units of the autoregressive order: an
+//! optional null indicator per nullable column, then the column's value (an IPv4 address is one
+//! attribute with four octet heads).
+
+pub mod category;
+pub mod ip;
+pub mod number;
+pub mod port;
+pub mod time;
+
+use crate::error::{Error, Result};
+use crate::model::spec::{AttributeSpec, HeadSpec};
+use crate::schema::{ColumnPlan, Kind, ReadAs};
+use number::Scale;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Integer columns with at most this many distinct values are categories (protocol, flags, ToS).
+pub const MAX_INTEGER_CATEGORIES: usize = 64;
+
+/// One column's values, as the reader hands them over (see [`ReadAs`]).
+#[derive(Debug, Clone)]
+pub enum ColumnValues {
+    /// Epoch seconds, interval seconds, floats.
+    Float(Vec<Option<f64>>),
+    /// Integers; for inet columns the IPv4 address as an integer, or -1 for an IPv6 address.
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl ColumnValues {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnValues::Float(v) => v.len(),
+            ColumnValues::Int(v) => v.len(),
+            ColumnValues::Text(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            ColumnValues::Float(v) => v[row].is_none(),
+            ColumnValues::Int(v) => v[row].is_none(),
+            ColumnValues::Text(v) => v[row].is_none(),
+        }
+    }
+    fn as_f64(&self, row: usize) -> Option<f64> {
+        match self {
+            ColumnValues::Float(v) => v[row],
+            ColumnValues::Int(v) => v[row].map(|x| x as f64),
+            ColumnValues::Text(_) => None,
+        }
+    }
+    fn as_text(&self, row: usize) -> Option<String> {
+        match self {
+            ColumnValues::Float(v) => v[row].map(|x| x.to_string()),
+            ColumnValues::Int(v) => v[row].map(|x| x.to_string()),
+            ColumnValues::Text(v) => v[row].clone(),
+        }
+    }
+}
+
+/// A fitted codec for one column.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "codec", rename_all = "snake_case")]
+pub enum Codec {
+    /// The order column: log(1 + gap seconds) scaled; `start` is the training data's first
+    /// time, `resolution` the time step of the source (1 s for NetFlow exports).
+    Gap { scale: Scale, start: f64, resolution: f64 },
+    Ipv4,
+    Port,
+    /// Softmax over `values`; `other` adds a class for values seen too rarely to be emitted.
+    Category { values: Vec<String>, other: bool },
+    /// Integer counts: log(1 + x - min) scaled, rounded back, kept within [min, max].
+    Count { min: i64, max: i64, scale: Scale },
+    /// Floats: optionally log(1 + x - min) scaled, kept within [min, max].
+    Continuous { log: bool, min: f64, max: f64, scale: Scale },
+    /// Not modelled; generated as NULL.
+    Skip,
+}
+
+/// A column's codec with what is needed to read and write it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnCodec {
+    pub name: String,
+    pub type_name: String,
+    pub read_as: ReadAs,
+    /// The column had NULLs in training: a null indicator attribute precedes its value.
+    pub nullable: bool,
+    #[serde(flatten)]
+    pub codec: Codec,
+}
+
+impl ColumnCodec {
+    fn value_heads(&self) -> Vec<HeadSpec> {
+        match &self.codec {
+            Codec::Gap { .. } | Codec::Count { .. } | Codec::Continuous { .. } => vec![HeadSpec::Mdn],
+            Codec::Ipv4 => vec![HeadSpec::Softmax { classes: 256, banned: None }; 4],
+            Codec::Port => vec![HeadSpec::Softmax { classes: port::CLASSES, banned: None }],
+            Codec::Category { values, other } => vec![HeadSpec::Softmax {
+                classes: values.len() + usize::from(*other),
+                banned: other.then_some(values.len()),
+            }],
+            Codec::Skip => vec![],
+        }
+    }
+}
+
+/// The fitted codecs of a table, in model order (the order column first).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableCodec {
+    pub columns: Vec<ColumnCodec>,
+}
+
+/// Training rows encoded for the model, sorted by stream then time.
+#[derive(Debug, Clone)]
+pub struct EncodedTable {
+    /// rows × slot_width values.
+    pub slots: Vec<f32>,
+    /// rows × attributes: 1 where the attribute has a value (0 for a NULL column's value).
+    pub present: Vec<f32>,
+    /// Position where each stream's rows begin (ascending), so windows never cross streams.
+    pub stream_starts: Vec<usize>,
+    pub rows: usize,
+}
+
+/// Where a column's attributes live in the slot vector.
+#[derive(Debug, Clone, Copy)]
+struct ColumnLayout {
+    null_slot: Option<usize>,
+    value_slot: usize,
+}
+
+impl TableCodec {
+    /// Fits codecs on the training rows and encodes them. `stream_keys` (one per row, or empty
+    /// for a single stream) separate independent sequences.
+    pub fn fit(
+        plans: &[ColumnPlan],
+        values: &[ColumnValues],
+        stream_keys: &[u64],
+        min_category_count: usize,
+    ) -> Result<(TableCodec, EncodedTable)> {
+        let rows = values.first().map_or(0, |v| v.len());
+        if rows < 2 {
+            return Err(Error::NoData(format!(
+                "the table has {rows} row(s); at least 2 are needed to learn from"
+            )));
+        }
+        let order_idx = plans.iter().position(|p| p.kind == Kind::Order).expect("planned");
+        let times = match &values[order_idx] {
+            ColumnValues::Float(v) => v,
+            _ => unreachable!("the order column is read as epoch seconds"),
+        };
+        let order_name = &plans[order_idx].name;
+        let mut times_checked = Vec::with_capacity(rows);
+        for t in times {
+            match t {
+                None => {
+                    return Err(Error::column(order_name, "NULL in the order column: every row needs a time"))
+                }
+                Some(t) if !t.is_finite() => {
+                    return Err(Error::column(order_name, format!("{t} is not a time a flow can have")))
+                }
+                Some(t) => times_checked.push(*t),
+            }
+        }
+        let times = times_checked;
+
+        // Sort by stream, then time, then arrival (stable).
+        let mut order: Vec<usize> = (0..rows).collect();
+        let key = |r: usize| stream_keys.get(r).copied().unwrap_or(0);
+        order.sort_by(|&a, &b| key(a).cmp(&key(b)).then(times[a].total_cmp(&times[b])));
+        let mut stream_starts = vec![0];
+        for p in 1..rows {
+            if key(order[p]) != key(order[p - 1]) {
+                stream_starts.push(p);
+            }
+        }
+        let start = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut gaps = vec![0.0; rows];
+        for (p, &r) in order.iter().enumerate() {
+            let stream_begins = stream_starts.binary_search(&p).is_ok();
+            gaps[r] = if stream_begins { times[r] - start } else { times[r] - times[order[p - 1]] };
+        }
+        let resolution = if times.iter().all(|t| t.fract() == 0.0) { 1.0 } else { 1e-6 };
+
+        let mut columns = Vec::with_capacity(plans.len());
+        for (plan, vals) in plans.iter().zip(values) {
+            let codec = if plan.kind == Kind::Order {
+                let scale = Scale::fit(gaps.iter().map(|g| g.ln_1p()));
+                Codec::Gap { scale, start, resolution }
+            } else {
+                fit_column(plan, vals, min_category_count)?
+            };
+            let nullable = plan.kind != Kind::Order
+                && codec != Codec::Skip
+                && (0..rows).any(|r| vals.is_null(r));
+            columns.push(ColumnCodec {
+                name: plan.name.clone(),
+                type_name: plan.type_name.clone(),
+                read_as: plan.read_as,
+                nullable,
+                codec,
+            });
+        }
+        let codec = TableCodec { columns };
+        let encoded = codec.encode(values, &order, &gaps, &times, stream_starts)?;
+        Ok((codec, encoded))
+    }
+
+    /// The model's attributes in autoregressive order.
+    pub fn attributes(&self) -> Vec<AttributeSpec> {
+        let mut attrs = Vec::new();
+        for col in &self.columns {
+            if col.codec == Codec::Skip {
+                continue;
+            }
+            if col.nullable {
+                attrs.push(AttributeSpec {
+                    name: format!("{}:null", col.name),
+                    heads: vec![HeadSpec::Softmax { classes: 2, banned: None }],
+                    extra_inputs: 0,
+                });
+            }
+            let extra_inputs = if matches!(col.codec, Codec::Gap { .. }) { 2 } else { 0 };
+            attrs.push(AttributeSpec { name: col.name.clone(), heads: col.value_heads(), extra_inputs });
+        }
+        attrs
+    }
+
+    pub fn slot_width(&self) -> usize {
+        self.attributes().iter().map(|a| a.heads.len() + a.extra_inputs).sum()
+    }
+
+    pub fn gap_scale(&self) -> (Scale, f64, f64) {
+        match &self.columns[0].codec {
+            Codec::Gap { scale, start, resolution } => (*scale, *start, *resolution),
+            _ => unreachable!("the order column comes first"),
+        }
+    }
+
+    /// Seconds to the next row of a stream, from the gap head's z-score.
+    pub fn gap_seconds(&self, z: f32) -> f64 {
+        let (scale, _, _) = self.gap_scale();
+        scale.from_z(z).exp_m1().max(0.0)
+    }
+
+    fn layout(&self) -> Vec<ColumnLayout> {
+        let mut slot = 0;
+        let mut out = Vec::with_capacity(self.columns.len());
+        for col in &self.columns {
+            let null_slot = col.nullable.then(|| {
+                slot += 1;
+                slot - 1
+            });
+            out.push(ColumnLayout { null_slot, value_slot: slot });
+            slot += col.value_heads().len() + if matches!(col.codec, Codec::Gap { .. }) { 2 } else { 0 };
+        }
+        out
+    }
+
+    fn encode(
+        &self,
+        values: &[ColumnValues],
+        order: &[usize],
+        gaps: &[f64],
+        times: &[f64],
+        stream_starts: Vec<usize>,
+    ) -> Result<EncodedTable> {
+        let width = self.slot_width();
+        let attrs = self.attributes().len();
+        let rows = order.len();
+        let mut slots = vec![0f32; rows * width];
+        let mut present = vec![1f32; rows * attrs];
+        let layout = self.layout();
+        let lookups: Vec<Option<std::collections::HashMap<&str, usize>>> = self
+            .columns
+            .iter()
+            .map(|c| match &c.codec {
+                Codec::Category { values, .. } => {
+                    Some(values.iter().enumerate().map(|(i, v)| (v.as_str(), i)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        for (p, &r) in order.iter().enumerate() {
+            let row = &mut slots[p * width..(p + 1) * width];
+            let mut attr = 0;
+            for (c, col) in self.columns.iter().enumerate() {
+                if col.codec == Codec::Skip {
+                    continue;
+                }
+                let at = layout[c];
+                let vals = &values[c];
+                if let Some(ns) = at.null_slot {
+                    let is_null = vals.is_null(r);
+                    row[ns] = if is_null { 1.0 } else { 0.0 };
+                    attr += 1;
+                    if is_null {
+                        present[p * attrs + attr] = 0.0;
+                        attr += 1;
+                        continue;
+                    }
+                }
+                let v = at.value_slot;
+                match &col.codec {
+                    Codec::Gap { scale, .. } => {
+                        row[v] = scale.to_z(gaps[r].ln_1p());
+                        row[v + 1..v + 3].copy_from_slice(&time::time_of_day_features(times[r]));
+                    }
+                    Codec::Ipv4 => {
+                        let a = vals.as_f64(r).expect("non-null") as u32;
+                        for (i, o) in ip::octets(a).iter().enumerate() {
+                            row[v + i] = *o as f32;
+                        }
+                    }
+                    Codec::Port => row[v] = port::class(vals.as_f64(r).expect("non-null") as u16) as f32,
+                    Codec::Category { values: kept, .. } => {
+                        let text = vals.as_text(r).expect("non-null");
+                        let map = lookups[c].as_ref().expect("category lookup");
+                        row[v] = *map.get(text.as_str()).unwrap_or(&kept.len()) as f32;
+                    }
+                    Codec::Count { min, scale, .. } => {
+                        let x = vals.as_f64(r).expect("non-null");
+                        row[v] = scale.to_z((x - *min as f64).ln_1p());
+                    }
+                    Codec::Continuous { log, min, scale, .. } => {
+                        let x = vals.as_f64(r).expect("non-null");
+                        row[v] = scale.to_z(if *log { (x - min).ln_1p() } else { x });
+                    }
+                    Codec::Skip => unreachable!(),
+                }
+                attr += 1;
+            }
+        }
+        Ok(EncodedTable { slots, present, stream_starts, rows })
+    }
+
+    /// Turns one generated row of slots into text values (None for NULL), one per column, in
+    /// this codec's column order. `epoch` is the row's absolute time.
+    pub fn decode_row(&self, slots: &[f32], epoch: f64, rng: &mut impl Rng) -> Vec<Option<String>> {
+        let layout = self.layout();
+        let mut out = Vec::with_capacity(self.columns.len());
+        for (col, at) in self.columns.iter().zip(layout) {
+            if at.null_slot.is_some_and(|ns| slots[ns] >= 0.5) {
+                out.push(None);
+                continue;
+            }
+            let v = at.value_slot;
+            let text = match &col.codec {
+                Codec::Gap { resolution, .. } => {
+                    let t = (epoch / resolution).round() * resolution;
+                    Some(time::format_epoch(t, &col.type_name))
+                }
+                Codec::Ipv4 => {
+                    let o = |i: usize| slots[v + i].clamp(0.0, 255.0) as u8;
+                    Some(ip::format([o(0), o(1), o(2), o(3)]))
+                }
+                Codec::Port => Some(port::decode(slots[v] as usize, rng).to_string()),
+                Codec::Category { values, .. } => {
+                    Some(values[(slots[v] as usize).min(values.len() - 1)].clone())
+                }
+                Codec::Count { min, max, scale } => {
+                    let x = (scale.from_z(slots[v]).exp_m1().round() as i64).saturating_add(*min);
+                    Some(x.clamp(*min, *max).to_string())
+                }
+                Codec::Continuous { log, min, max, scale } => {
+                    let raw = scale.from_z(slots[v]);
+                    let x = if *log { raw.exp_m1() + min } else { raw }.clamp(*min, *max);
+                    Some(format_continuous(x, col))
+                }
+                Codec::Skip => None,
+            };
+            out.push(text);
+        }
+        out
+    }
+}
+
+fn format_continuous(x: f64, col: &ColumnCodec) -> String {
+    match col.read_as {
+        ReadAs::Int => format!("{}", x.round() as i64),
+        ReadAs::Epoch => time::format_epoch(x, &col.type_name),
+        ReadAs::IntervalSeconds => format!("{x} seconds"),
+        _ => format!("{x}"),
+    }
+}
+
+fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize) -> Result<Codec> {
+    let name = &plan.name;
+    let non_null = (0..vals.len()).filter(|&r| !vals.is_null(r)).count();
+    if plan.kind != Kind::Skip && non_null == 0 {
+        return Err(Error::column(
+            name,
+            format!("NULL in every row: nothing to learn; skip it with columns => '{{\"{name}\": \"skip\"}}'"),
+        ));
+    }
+    let numbers = || (0..vals.len()).filter_map(|r| vals.as_f64(r));
+    match plan.kind {
+        Kind::Order => unreachable!("fitted by the caller"),
+        Kind::Skip => Ok(Codec::Skip),
+        Kind::Ipv4 => {
+            if numbers().any(|a| a < 0.0) {
+                return Err(Error::column(name, "IPv6 addresses are not supported yet; only IPv4"));
+            }
+            Ok(Codec::Ipv4)
+        }
+        Kind::Port => {
+            if let Some(bad) = numbers().find(|p| !(0.0..=65535.0).contains(p)) {
+                return Err(Error::column(name, format!("{bad} is not a port number (0-65535)")));
+            }
+            Ok(Codec::Port)
+        }
+        Kind::Category => category::fit(name, vals, min_category_count),
+        Kind::Integer => {
+            let mut distinct: Vec<i64> = numbers().map(|x| x as i64).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() <= MAX_INTEGER_CATEGORIES {
+                category::fit(name, vals, min_category_count)
+            } else {
+                fit_count(name, numbers())
+            }
+        }
+        Kind::Count => fit_count(name, numbers()),
+        Kind::Continuous => {
+            if let Some(bad) = numbers().find(|x| !x.is_finite()) {
+                return Err(Error::column(name, format!("{bad} cannot be modelled; use NULL for unknown values")));
+            }
+            let mut sorted: Vec<f64> = numbers().collect();
+            sorted.sort_by(f64::total_cmp);
+            let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+            let log = number::is_heavy_tailed(&sorted);
+            let scale = if log {
+                Scale::fit(sorted.iter().map(|x| (x - min).ln_1p()))
+            } else {
+                Scale::fit(sorted.iter().copied())
+            };
+            Ok(Codec::Continuous { log, min, max, scale })
+        }
+    }
+}
+
+fn fit_count(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Result<Codec> {
+    let min = numbers.clone().fold(f64::INFINITY, f64::min);
+    let max = numbers.clone().fold(f64::NEG_INFINITY, f64::max);
+    if min < 0.0 {
+        return Err(Error::column(
+            name,
+            format!(
+                "negative count {min}; declare the column continuous with columns => '{{\"{name}\": \"continuous\"}}'"
+            ),
+        ));
+    }
+    let scale = Scale::fit(numbers.map(|x| (x - min).ln_1p()));
+    Ok(Codec::Count { min: min as i64, max: max as i64, scale })
+}
+
+#[cfg(test)]
+mod tests;

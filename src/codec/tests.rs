@@ -1,0 +1,114 @@
+use super::*;
+use crate::schema::{plan_columns, ColumnInfo};
+use rand::SeedableRng;
+
+fn info(name: &str, t: &str) -> ColumnInfo {
+    ColumnInfo { name: name.into(), type_name: t.into(), is_enum: false }
+}
+
+/// A small table with every codec, including NULLs and a rare category value.
+fn table() -> (Vec<ColumnPlan>, Vec<ColumnValues>) {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("sa", "inet"),
+        info("dp", "integer"),
+        info("pr", "text"),
+        info("pkt", "bigint"),
+        info("td", "double precision"),
+        info("note", "text"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 400;
+    let te = (0..n).map(|i| Some(1_460_332_800.0 + i as f64)).collect();
+    let sa = (0..n).map(|i| Some(u32::from(std::net::Ipv4Addr::new(10, 1, 0, (i % 7) as u8 + 1)) as i64)).collect();
+    let dp = (0..n).map(|i| Some([53i64, 443, 80, 40_123][i % 4])).collect();
+    let pr = (0..n).map(|i| Some(if i == 0 { "RARE".to_string() } else if i % 3 == 0 { "UDP".into() } else { "TCP".into() })).collect();
+    let pkt = (0..n).map(|i| Some(1 + (i as i64 * 37) % 900)).collect();
+    let td = (0..n).map(|i| Some(i as f64 / 10.0)).collect();
+    let note = (0..n).map(|i| if i % 5 == 0 { None } else { Some("x".to_string()) }).collect();
+    let values = vec![
+        ColumnValues::Float(te),
+        ColumnValues::Int(sa),
+        ColumnValues::Int(dp),
+        ColumnValues::Text(pr),
+        ColumnValues::Int(pkt),
+        ColumnValues::Float(td),
+        ColumnValues::Text(note),
+    ];
+    // plan_columns puts the order column first; `te` already is.
+    (plans, values)
+}
+
+#[test]
+fn fitted_codecs_are_as_designed() {
+    let (plans, values) = table();
+    let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    let kinds: Vec<&Codec> = codec.columns.iter().map(|c| &c.codec).collect();
+    assert!(matches!(kinds[0], Codec::Gap { resolution, .. } if *resolution == 1.0));
+    assert_eq!(kinds[1], &Codec::Ipv4);
+    assert_eq!(kinds[2], &Codec::Port);
+    // The value seen once is never emitted: it only feeds the "other" class.
+    assert_eq!(kinds[3], &Codec::Category { values: vec!["TCP".into(), "UDP".into()], other: true });
+    assert!(matches!(kinds[4], Codec::Count { min: 1, .. }));
+    assert!(matches!(kinds[5], Codec::Continuous { .. }));
+    assert!(codec.columns[6].nullable && !codec.columns[5].nullable);
+    assert_eq!(enc.rows, 400);
+    assert_eq!(enc.slots.len(), 400 * codec.slot_width());
+    // note's null indicator, then its value: 1 in 5 rows has no value.
+    let absent = enc.present.iter().filter(|p| **p == 0.0).count();
+    assert_eq!(absent, 80);
+}
+
+#[test]
+fn encoded_rows_decode_to_the_original_values() {
+    let (plans, values) = table();
+    let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    let width = codec.slot_width();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for r in [1usize, 2, 3, 5, 399] {
+        let out = codec.decode_row(&enc.slots[r * width..(r + 1) * width], 1_460_332_800.0 + r as f64, &mut rng);
+        assert_eq!(out[0].as_deref(), Some(time::format_epoch(1_460_332_800.0 + r as f64, "timestamp without time zone").as_str()));
+        assert_eq!(out[1], Some(format!("10.1.0.{}", r % 7 + 1)));
+        let dp: u16 = out[2].as_ref().unwrap().parse().unwrap();
+        let want = [53u16, 443, 80, 40_123][r % 4];
+        if want < 1024 {
+            assert_eq!(dp, want);
+        } else {
+            assert_eq!(port::class(dp), port::class(want));
+        }
+        assert_eq!(out[3].as_deref(), Some(if r % 3 == 0 { "UDP" } else { "TCP" }));
+        assert_eq!(out[4], Some((1 + (r as i64 * 37) % 900).to_string()));
+        let td: f64 = out[5].as_ref().unwrap().parse().unwrap();
+        assert!((td - r as f64 / 10.0).abs() < 1e-3, "{td}");
+        assert_eq!(out[6], if r % 5 == 0 { None } else { Some("x".to_string()) });
+    }
+}
+
+#[test]
+fn bad_values_name_their_column() {
+    let (plans, mut values) = table();
+    values[1] = ColumnValues::Int(vec![Some(-1); 400]);
+    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
+    assert!(e.contains("\"sa\"") && e.contains("IPv6"), "{e}");
+    let (plans, mut values) = table();
+    values[5] = ColumnValues::Float((0..400).map(|i| Some(if i == 9 { f64::NAN } else { 1.0 })).collect());
+    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
+    assert!(e.contains("\"td\""), "{e}");
+    let (plans, mut values) = table();
+    values[6] = ColumnValues::Text(vec![None; 400]);
+    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
+    assert!(e.contains("\"note\"") && e.contains("NULL in every row"), "{e}");
+}
+
+#[test]
+fn streams_are_sorted_apart_and_gaps_restart() {
+    let (plans, values) = table();
+    let keys: Vec<u64> = (0..400).map(|i| (i % 2) as u64).collect();
+    let (codec, enc) = TableCodec::fit(&plans, &values, &keys, 5).unwrap();
+    assert_eq!(enc.stream_starts, vec![0, 200]);
+    // Within a stream rows are 2 s apart; the second stream starts 1 s after the data start.
+    let width = codec.slot_width();
+    let gap = |p: usize| codec.gap_seconds(enc.slots[p * width]);
+    assert!((gap(1) - 2.0).abs() < 1e-3 && (gap(201) - 2.0).abs() < 1e-3);
+    assert!(gap(0).abs() < 1e-3 && (gap(200) - 1.0).abs() < 1e-3);
+}

@@ -1,0 +1,205 @@
+//! The network: per-slot embeddings → window CNN (shared by all attributes) → one head per
+//! attribute that sees the CNN's context and, with mask B, the current row's earlier attributes.
+
+use super::spec::{embedding_dim, HeadSpec, Mask, ModelConfig};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+const LOG_SQRT_2PI: f64 = 0.918_938_533_204_672_7;
+
+struct AttributeHead {
+    hidden: nn::Linear,
+    outputs: Vec<nn::Linear>,
+}
+
+/// How one slot of a row is turned into input features.
+enum SlotInput {
+    /// Continuous value or extra input: used as is.
+    Value,
+    Embedded(nn::Embedding, i64),
+}
+
+pub struct StanNet {
+    pub config: ModelConfig,
+    pub vs: nn::VarStore,
+    slot_inputs: Vec<SlotInput>,
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    context: nn::Linear,
+    heads: Vec<AttributeHead>,
+    /// [attributes, features]: which current-row features each attribute may see.
+    masks: Tensor,
+}
+
+/// Raw outputs of one attribute head.
+pub type HeadOutputs = Vec<Tensor>;
+
+impl StanNet {
+    pub fn new(config: ModelConfig, device: Device) -> StanNet {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let mut slot_inputs = Vec::new();
+        for (a, attr) in config.attributes.iter().enumerate() {
+            for (h, head) in attr.heads.iter().enumerate() {
+                slot_inputs.push(match head {
+                    HeadSpec::Mdn => SlotInput::Value,
+                    HeadSpec::Softmax { classes, .. } => SlotInput::Embedded(
+                        nn::embedding(
+                            &root / "embed" / format!("a{a}h{h}"),
+                            *classes as i64,
+                            embedding_dim(*classes) as i64,
+                            Default::default(),
+                        ),
+                        *classes as i64,
+                    ),
+                });
+            }
+            for _ in 0..attr.extra_inputs {
+                slot_inputs.push(SlotInput::Value);
+            }
+        }
+        let features = config.feature_width() as i64;
+        let k = config.window as i64;
+        let c = config.conv_channels as i64;
+        let conv_cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+        let convs = (0..config.conv_layers)
+            .map(|l| {
+                let input = if l == 0 { 1 } else { c };
+                (
+                    nn::conv2d(&root / "cnn" / format!("conv{l}"), input, c, 3, conv_cfg),
+                    nn::batch_norm2d(&root / "cnn" / format!("bn{l}"), c, Default::default()),
+                )
+            })
+            .collect();
+        let pooled = if k >= 2 && features >= 2 { (k / 2) * (features / 2) } else { k * features };
+        let channels = if config.conv_layers == 0 { 1 } else { c };
+        let context = nn::linear(&root / "cnn" / "context", channels * pooled, config.hidden as i64, Default::default());
+        let head_in = config.hidden as i64 + features;
+        let heads = config
+            .attributes
+            .iter()
+            .enumerate()
+            .map(|(a, attr)| {
+                let p = &root / "head" / format!("a{a}");
+                AttributeHead {
+                    hidden: nn::linear(&p / "hidden", head_in, config.head_hidden as i64, Default::default()),
+                    outputs: attr
+                        .heads
+                        .iter()
+                        .enumerate()
+                        .map(|(h, head)| {
+                            let out = match head {
+                                HeadSpec::Mdn => 3 * config.mixtures as i64,
+                                HeadSpec::Softmax { classes, .. } => *classes as i64,
+                            };
+                            nn::linear(&p / format!("out{h}"), config.head_hidden as i64, out, Default::default())
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let ranges = config.feature_ranges();
+        let mut mask = vec![0f32; config.attributes.len() * features as usize];
+        if config.mask == Mask::B {
+            for a in 0..config.attributes.len() {
+                for (earlier, range) in ranges.iter().enumerate().take(a) {
+                    let _ = earlier;
+                    for f in range.0..range.1 {
+                        mask[a * features as usize + f] = 1.0;
+                    }
+                }
+            }
+        }
+        let masks = Tensor::from_slice(&mask).view([config.attributes.len() as i64, features]).to(device);
+        StanNet { config, vs, slot_inputs, convs, context, heads, masks }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// [N, slots] → [N, features].
+    pub fn embed(&self, slots: &Tensor) -> Tensor {
+        let parts: Vec<Tensor> = self
+            .slot_inputs
+            .iter()
+            .enumerate()
+            .map(|(s, input)| {
+                let col = slots.select(1, s as i64);
+                match input {
+                    SlotInput::Value => col.clamp(-20.0, 20.0).unsqueeze(1),
+                    SlotInput::Embedded(e, classes) => {
+                        e.forward_t(&col.to_kind(Kind::Int64).clamp(0, classes - 1), false)
+                    }
+                }
+            })
+            .collect();
+        Tensor::cat(&parts, 1)
+    }
+
+    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → context [B, hidden].
+    pub fn context(&self, window_slots: &Tensor, valid: &Tensor, train: bool) -> Tensor {
+        let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
+        let feats = self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
+        let mut x = feats.unsqueeze(1);
+        for (conv, bn) in &self.convs {
+            x = x.apply(conv).apply_t(bn, train).relu();
+        }
+        let (_, _, h, w) = x.size4().expect("4-d");
+        if h >= 2 && w >= 2 {
+            x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        }
+        x.flatten(1, -1).apply(&self.context).relu()
+    }
+
+    /// The heads of attribute `a`, given the context and the current row's features.
+    pub fn attribute_outputs(&self, a: usize, context: &Tensor, current_features: &Tensor) -> HeadOutputs {
+        let visible = current_features * self.masks.get(a as i64);
+        let head = &self.heads[a];
+        let h = Tensor::cat(&[context, &visible], 1).apply(&head.hidden).relu();
+        head.outputs.iter().map(|o| h.apply(o)).collect()
+    }
+
+    /// Per-row negative log-likelihood of every attribute: [B, attributes].
+    pub fn losses(&self, context: &Tensor, current_slots: &Tensor) -> Tensor {
+        let current = self.embed(current_slots);
+        let offsets = self.config.slot_offsets();
+        let per_attribute: Vec<Tensor> = self
+            .config
+            .attributes
+            .iter()
+            .enumerate()
+            .map(|(a, attr)| {
+                let outs = self.attribute_outputs(a, context, &current);
+                let mut loss = Tensor::zeros([context.size()[0]], (Kind::Float, context.device()));
+                for (h, (spec, out)) in attr.heads.iter().zip(&outs).enumerate() {
+                    let target = current_slots.select(1, (offsets[a] + h) as i64);
+                    loss = loss
+                        + match spec {
+                            HeadSpec::Mdn => mdn_nll(out, &target, self.config.mixtures as i64),
+                            HeadSpec::Softmax { .. } => {
+                                let t = target.to_kind(Kind::Int64).unsqueeze(1);
+                                -out.log_softmax(1, Kind::Float).gather(1, &t, false).squeeze_dim(1)
+                            }
+                        };
+                }
+                loss
+            })
+            .collect();
+        Tensor::stack(&per_attribute, 1)
+    }
+}
+
+/// Splits an MDN head's output into (log weights, means, standard deviations).
+pub fn mdn_parts(out: &Tensor, mixtures: i64) -> (Tensor, Tensor, Tensor) {
+    let parts = out.split(mixtures, 1);
+    let log_weights = parts[0].log_softmax(1, Kind::Float);
+    let log_sd = parts[2].clamp(-7.0, 5.0);
+    (log_weights, parts[1].shallow_clone(), log_sd.exp())
+}
+
+fn mdn_nll(out: &Tensor, target: &Tensor, mixtures: i64) -> Tensor {
+    let (log_w, mean, sd) = mdn_parts(out, mixtures);
+    let z = (target.unsqueeze(1) - &mean) / &sd;
+    let log_pdf = z.square() * -0.5 - sd.log() - LOG_SQRT_2PI;
+    -(log_w + log_pdf).logsumexp([1], false)
+}

@@ -1,0 +1,171 @@
+//! Generation (paper Algorithm 2): every stream starts from an all-zero window; each step runs
+//! the window CNN once for all streams, then samples the attributes in order, then slides the
+//! window. A stream stops when its clock passes the span.
+
+use super::net::{mdn_parts, StanNet};
+use super::spec::HeadSpec;
+use crate::codec::time::time_of_day_features;
+use crate::error::Result;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use tch::{Kind, Tensor};
+
+/// A generated row: its stream, its slots and its absolute time (epoch seconds).
+pub struct SampledRow {
+    pub stream: usize,
+    pub slots: Vec<f32>,
+    pub epoch: f64,
+}
+
+pub struct Sampler {
+    net: StanNet,
+    streams: usize,
+    /// [streams, k, slots], oldest row first.
+    window: Vec<f32>,
+    valid: Vec<f32>,
+    /// Seconds since `start` per stream.
+    clock: Vec<f64>,
+    alive: Vec<bool>,
+    start: f64,
+    span: f64,
+    gap_seconds: Box<dyn Fn(f32) -> f64>,
+    rng: ChaCha8Rng,
+}
+
+impl Sampler {
+    pub fn new(
+        net: StanNet,
+        streams: usize,
+        start: f64,
+        span: f64,
+        seed: u64,
+        gap_seconds: Box<dyn Fn(f32) -> f64>,
+    ) -> Sampler {
+        let k = net.config.window;
+        let width = net.config.slot_width();
+        Sampler {
+            streams,
+            window: vec![0.0; streams * k * width],
+            valid: vec![0.0; streams * k],
+            clock: vec![0.0; streams],
+            alive: vec![true; streams],
+            start,
+            span,
+            gap_seconds,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            net,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        !self.alive.iter().any(|a| *a)
+    }
+
+    /// One row for every live stream; rows whose time passes the span end their stream instead.
+    pub fn step(&mut self) -> Result<Vec<SampledRow>> {
+        let config = &self.net.config;
+        let (b, k, width) = (self.streams, config.window, config.slot_width());
+        let device = self.net.device();
+        let offsets = config.slot_offsets();
+        let mut current = vec![0f32; b * width];
+        tch::no_grad(|| -> Result<()> {
+            let window = Tensor::from_slice(&self.window).view([b as i64, k as i64, width as i64]).to(device);
+            let valid = Tensor::from_slice(&self.valid).view([b as i64, k as i64]).to(device);
+            let context = self.net.context(&window, &valid, false);
+            let mut null_value = vec![false; b];
+            for (a, attr) in config.attributes.iter().enumerate() {
+                let cur = Tensor::from_slice(&current).view([b as i64, width as i64]).to(device);
+                let features = self.net.embed(&cur);
+                let outs = self.net.attribute_outputs(a, &context, &features);
+                for (h, (spec, out)) in attr.heads.iter().zip(&outs).enumerate() {
+                    let slot = offsets[a] + h;
+                    match spec {
+                        HeadSpec::Mdn => {
+                            let (log_w, mean, sd) = mdn_parts(out, config.mixtures as i64);
+                            let w = to_vec(&log_w.exp())?;
+                            let (mean, sd) = (to_vec(&mean)?, to_vec(&sd)?);
+                            let m = config.mixtures;
+                            for r in 0..b {
+                                let c = pick(&w[r * m..(r + 1) * m], None, &mut self.rng);
+                                let z: f32 = self.rng.sample(StandardNormal);
+                                current[r * width + slot] = mean[r * m + c] + sd[r * m + c] * z;
+                            }
+                        }
+                        HeadSpec::Softmax { classes, banned } => {
+                            let p = to_vec(&out.softmax(1, Kind::Float))?;
+                            for r in 0..b {
+                                let c = pick(&p[r * classes..(r + 1) * classes], *banned, &mut self.rng);
+                                current[r * width + slot] = c as f32;
+                            }
+                        }
+                    }
+                }
+                if attr.is_null_indicator() {
+                    for (r, nv) in null_value.iter_mut().enumerate() {
+                        *nv = current[r * width + offsets[a]] >= 0.5;
+                    }
+                } else {
+                    // A NULL value is encoded as zeros, as in training.
+                    for r in (0..b).filter(|&r| null_value[r]) {
+                        current[r * width + offsets[a]..r * width + offsets[a] + attr.slots()].fill(0.0);
+                    }
+                    null_value.fill(false);
+                }
+                if a == 0 {
+                    // The order attribute: advance each stream's clock, then add time of day.
+                    for r in 0..b {
+                        let gap = (self.gap_seconds)(current[r * width]);
+                        self.clock[r] += gap;
+                        let tod = time_of_day_features(self.start + self.clock[r]);
+                        current[r * width + 1..r * width + 3].copy_from_slice(&tod);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+
+        let mut rows = Vec::with_capacity(b);
+        for r in 0..b {
+            if !self.alive[r] {
+                continue;
+            }
+            if self.clock[r] > self.span {
+                self.alive[r] = false;
+                continue;
+            }
+            let row = &current[r * width..(r + 1) * width];
+            // Slide the window: drop the oldest row, append this one.
+            let win = &mut self.window[r * k * width..(r + 1) * k * width];
+            win.copy_within(width.., 0);
+            win[(k - 1) * width..].copy_from_slice(row);
+            let valid = &mut self.valid[r * k..(r + 1) * k];
+            valid.copy_within(1.., 0);
+            valid[k - 1] = 1.0;
+            rows.push(SampledRow { stream: r, slots: row.to_vec(), epoch: self.start + self.clock[r] });
+        }
+        Ok(rows)
+    }
+}
+
+fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?)
+}
+
+/// Draws an index from unnormalised weights, never `banned`.
+fn pick(weights: &[f32], banned: Option<usize>, rng: &mut impl Rng) -> usize {
+    let total: f32 = weights.iter().enumerate().filter(|(i, _)| Some(*i) != banned).map(|(_, w)| w).sum();
+    let mut u = rng.random::<f32>() * total;
+    let mut last = 0;
+    for (i, w) in weights.iter().enumerate() {
+        if Some(i) == banned {
+            continue;
+        }
+        last = i;
+        if u < *w {
+            return i;
+        }
+        u -= w;
+    }
+    last
+}

@@ -1,0 +1,97 @@
+//! What the network looks like, derived from the codecs and the options; stored with the model.
+
+use serde::{Deserialize, Serialize};
+
+/// One output of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadSpec {
+    /// Mixture density over a z-scored value.
+    Mdn,
+    /// Softmax over `classes`; `banned` is learned but never sampled (rare categories).
+    Softmax { classes: usize, banned: Option<usize> },
+}
+
+/// A unit of the autoregressive order: its heads are sampled together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeSpec {
+    pub name: String,
+    pub heads: Vec<HeadSpec>,
+    /// Input-only features that follow the heads' slots (time of day for the order column).
+    pub extra_inputs: usize,
+}
+
+impl AttributeSpec {
+    pub fn is_null_indicator(&self) -> bool {
+        self.name.ends_with(":null")
+    }
+    pub fn slots(&self) -> usize {
+        self.heads.len() + self.extra_inputs
+    }
+}
+
+/// Eq. 4 (A: attributes of a row independent given the window) or Eq. 5 (B: each attribute also
+/// sees the current row's earlier attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mask {
+    A,
+    B,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub attributes: Vec<AttributeSpec>,
+    /// Rows of context (k).
+    pub window: usize,
+    pub conv_layers: usize,
+    pub conv_channels: usize,
+    pub hidden: usize,
+    pub head_hidden: usize,
+    pub mixtures: usize,
+    pub mask: Mask,
+}
+
+/// Width of a softmax head's learned input embedding.
+pub fn embedding_dim(classes: usize) -> usize {
+    classes.clamp(2, 8)
+}
+
+impl ModelConfig {
+    pub fn slot_width(&self) -> usize {
+        self.attributes.iter().map(AttributeSpec::slots).sum()
+    }
+    /// First slot of each attribute.
+    pub fn slot_offsets(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.attributes
+            .iter()
+            .map(|a| {
+                at += a.slots();
+                at - a.slots()
+            })
+            .collect()
+    }
+    /// Feature range [start, end) of each attribute in the embedded row.
+    pub fn feature_ranges(&self) -> Vec<(usize, usize)> {
+        let mut at = 0;
+        self.attributes
+            .iter()
+            .map(|a| {
+                let width: usize = a
+                    .heads
+                    .iter()
+                    .map(|h| match h {
+                        HeadSpec::Mdn => 1,
+                        HeadSpec::Softmax { classes, .. } => embedding_dim(*classes),
+                    })
+                    .sum::<usize>()
+                    + a.extra_inputs;
+                at += width;
+                (at - width, at)
+            })
+            .collect()
+    }
+    pub fn feature_width(&self) -> usize {
+        self.feature_ranges().last().map_or(0, |r| r.1)
+    }
+}

@@ -1,0 +1,166 @@
+//! Training options (the `options` jsonb of `stan_train`): one place for each option's default,
+//! its valid range and its validation. Unknown keys are an error that lists the valid ones.
+
+use crate::error::{Error, Result};
+use crate::model::Mask;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Rows of context (k).
+    pub window: usize,
+    pub epochs: usize,
+    /// Seconds of training at most.
+    pub max_time: f64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Gaussian components per mixture density head.
+    pub mixtures: usize,
+    /// Depth and width of the window CNN.
+    pub conv_layers: usize,
+    pub conv_channels: usize,
+    pub hidden: usize,
+    pub head_hidden: usize,
+    pub mask: Mask,
+    /// Category values seen fewer times are never emitted.
+    pub min_category_count: usize,
+    pub validation_fraction: f64,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    /// `auto`, `cpu` or `cuda`; empty means the `stan.device` setting.
+    pub device: String,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            window: 10,
+            epochs: 20,
+            max_time: 3600.0,
+            batch_size: 512,
+            learning_rate: 0.001,
+            mixtures: 10,
+            conv_layers: 2,
+            conv_channels: 8,
+            hidden: 64,
+            head_hidden: 64,
+            mask: Mask::B,
+            min_category_count: 5,
+            validation_fraction: 0.1,
+            patience: 3,
+            seed: 0,
+            device: String::new(),
+        }
+    }
+}
+
+/// Every key with its accepted values, for error messages.
+pub const KEYS: &[(&str, &str)] = &[
+    ("window", "integer 1..512"),
+    ("epochs", "integer 1..10000"),
+    ("max_time", "seconds > 0"),
+    ("batch_size", "integer 2..65536"),
+    ("learning_rate", "number in (0, 1]"),
+    ("mixtures", "integer 1..64"),
+    ("conv_layers", "integer 0..8"),
+    ("conv_channels", "integer 1..256"),
+    ("hidden", "integer 1..4096"),
+    ("head_hidden", "integer 1..4096"),
+    ("mask", "\"A\" or \"B\""),
+    ("min_category_count", "integer 1..1000000"),
+    ("validation_fraction", "number in [0, 0.5]"),
+    ("patience", "integer 1..1000"),
+    ("seed", "integer >= 0"),
+    ("device", "\"auto\", \"cpu\" or \"cuda\""),
+];
+
+fn valid_keys() -> String {
+    KEYS.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ")
+}
+
+fn int(key: &str, v: &Value, lo: u64, hi: u64) -> Result<usize> {
+    match v.as_u64() {
+        Some(n) if (lo..=hi).contains(&n) => Ok(n as usize),
+        _ => Err(Error::option(key, format!("{v} is not an integer in {lo}..{hi}"))),
+    }
+}
+
+fn number(key: &str, v: &Value, ok: impl Fn(f64) -> bool, what: &str) -> Result<f64> {
+    match v.as_f64() {
+        Some(x) if x.is_finite() && ok(x) => Ok(x),
+        _ => Err(Error::option(key, format!("{v} is not {what}"))),
+    }
+}
+
+impl TrainOptions {
+    pub fn parse(json: &Value) -> Result<TrainOptions> {
+        let mut o = TrainOptions::default();
+        let obj = match json {
+            Value::Null => return Ok(o),
+            Value::Object(m) => m,
+            other => return Err(Error::option("options", format!("{other} is not a JSON object"))),
+        };
+        for (key, v) in obj {
+            let k = key.as_str();
+            match k {
+                "window" => o.window = int(k, v, 1, 512)?,
+                "epochs" => o.epochs = int(k, v, 1, 10_000)?,
+                "max_time" => o.max_time = number(k, v, |x| x > 0.0, "a positive number of seconds")?,
+                "batch_size" => o.batch_size = int(k, v, 2, 65_536)?,
+                "learning_rate" => o.learning_rate = number(k, v, |x| x > 0.0 && x <= 1.0, "in (0, 1]")?,
+                "mixtures" => o.mixtures = int(k, v, 1, 64)?,
+                "conv_layers" => o.conv_layers = int(k, v, 0, 8)?,
+                "conv_channels" => o.conv_channels = int(k, v, 1, 256)?,
+                "hidden" => o.hidden = int(k, v, 1, 4096)?,
+                "head_hidden" => o.head_hidden = int(k, v, 1, 4096)?,
+                "mask" => {
+                    o.mask = match v.as_str() {
+                        Some("A") | Some("a") => Mask::A,
+                        Some("B") | Some("b") => Mask::B,
+                        _ => return Err(Error::option(k, format!("{v} is not \"A\" or \"B\""))),
+                    }
+                }
+                "min_category_count" => o.min_category_count = int(k, v, 1, 1_000_000)?,
+                "validation_fraction" => {
+                    o.validation_fraction = number(k, v, |x| (0.0..=0.5).contains(&x), "in [0, 0.5]")?
+                }
+                "patience" => o.patience = int(k, v, 1, 1000)?,
+                "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
+                "device" => {
+                    o.device = match v.as_str() {
+                        Some(d @ ("auto" | "cpu" | "cuda")) => d.to_string(),
+                        _ => return Err(Error::option(k, format!("{v} is not \"auto\", \"cpu\" or \"cuda\""))),
+                    }
+                }
+                _ => {
+                    return Err(Error::option(key, format!("unknown option; valid options: {}", valid_keys())))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let o = TrainOptions::parse(&json!({"window": 4, "mask": "A"})).unwrap();
+        assert_eq!((o.window, o.mask, o.epochs), (4, Mask::A, 20));
+    }
+
+    #[test]
+    fn unknown_and_ill_typed_keys_are_errors_naming_the_key() {
+        let e = TrainOptions::parse(&json!({"windw": 4})).unwrap_err().to_string();
+        assert!(e.contains("\"windw\"") && e.contains("window (integer"), "{e}");
+        let e = TrainOptions::parse(&json!({"epochs": "many"})).unwrap_err().to_string();
+        assert!(e.contains("\"epochs\""), "{e}");
+        let e = TrainOptions::parse(&json!({"learning_rate": -1})).unwrap_err().to_string();
+        assert!(e.contains("\"learning_rate\""), "{e}");
+    }
+}

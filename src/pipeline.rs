@@ -1,0 +1,139 @@
+//! The two verbs end to end, without Postgres: rows in → trained model out, and a stored model
+//! → generated rows. The pgrx layer reads and writes the database around these.
+
+use crate::codec::{ColumnValues, TableCodec};
+use crate::error::{Error, Result};
+use crate::model::sample::Sampler;
+use crate::model::train::{self, Progress, TrainSettings, TrainSummary};
+use crate::model::{ModelConfig, StanNet};
+use crate::options::TrainOptions;
+use crate::schema::ColumnPlan;
+use crate::store;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+use tch::Device;
+
+pub struct TrainedModel {
+    pub codec: TableCodec,
+    pub config: ModelConfig,
+    pub weights: Vec<u8>,
+    pub summary: TrainSummary,
+    /// Independent sequences seen in training; generation defaults to as many.
+    pub streams: usize,
+    pub rows: usize,
+}
+
+pub fn train_model(
+    plans: &[ColumnPlan],
+    values: &[ColumnValues],
+    stream_keys: &[u64],
+    options: &TrainOptions,
+    device: Device,
+    progress: &mut dyn FnMut(Progress) -> Result<()>,
+) -> Result<TrainedModel> {
+    let (codec, encoded) = TableCodec::fit(plans, values, stream_keys, options.min_category_count)?;
+    let config = ModelConfig {
+        attributes: codec.attributes(),
+        window: options.window,
+        conv_layers: options.conv_layers,
+        conv_channels: options.conv_channels,
+        hidden: options.hidden,
+        head_hidden: options.head_hidden,
+        mixtures: options.mixtures,
+        mask: options.mask,
+    };
+    tch::manual_seed(options.seed as i64);
+    let mut net = StanNet::new(config.clone(), device);
+    let settings = TrainSettings {
+        epochs: options.epochs,
+        max_time_s: options.max_time,
+        batch_size: options.batch_size,
+        learning_rate: options.learning_rate,
+        validation_fraction: options.validation_fraction,
+        patience: options.patience,
+        seed: options.seed,
+    };
+    let summary = train::train(&mut net, &encoded, &settings, progress)?;
+    let weights = store::save(&net)?;
+    Ok(TrainedModel {
+        codec,
+        config,
+        weights,
+        summary,
+        streams: encoded.stream_starts.len(),
+        rows: encoded.rows,
+    })
+}
+
+/// Generated rows as text values (None = NULL), one per codec column, in codec column order.
+pub struct Generator {
+    sampler: Sampler,
+    codec: TableCodec,
+    rng: ChaCha8Rng,
+    pending: VecDeque<Vec<Option<String>>>,
+}
+
+/// Spans beyond this are refused: they would run for days.
+pub const MAX_SPAN_SECONDS: f64 = 366.0 * 86_400.0;
+pub const MAX_STREAMS: usize = 100_000;
+
+impl Generator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        codec: TableCodec,
+        config: ModelConfig,
+        weights: &[u8],
+        device: Device,
+        span_seconds: f64,
+        streams: usize,
+        seed: u64,
+        start: Option<f64>,
+    ) -> Result<Generator> {
+        if !(span_seconds > 0.0 && span_seconds <= MAX_SPAN_SECONDS) {
+            return Err(Error::option("span", format!("{span_seconds} s is not in (0, 366 days]")));
+        }
+        if streams == 0 || streams > MAX_STREAMS {
+            return Err(Error::option("streams", format!("{streams} is not in 1..{MAX_STREAMS}")));
+        }
+        if config.attributes != codec.attributes() {
+            return Err(Error::CorruptModel("the stored network does not match the stored codecs".into()));
+        }
+        let net = store::load(config, weights, device)?;
+        let (_, data_start, _) = codec.gap_scale();
+        let gap_codec = codec.clone();
+        let sampler = Sampler::new(
+            net,
+            streams,
+            start.unwrap_or(data_start),
+            span_seconds,
+            seed,
+            Box::new(move |z| gap_codec.gap_seconds(z)),
+        );
+        Ok(Generator { sampler, codec, rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed), pending: VecDeque::new() })
+    }
+
+    /// The next row, or None when every stream has passed the span. Each call that needs a new
+    /// step runs one network pass for all streams.
+    pub fn next_row(&mut self) -> Result<Option<Vec<Option<String>>>> {
+        while self.pending.is_empty() {
+            if self.sampler.finished() {
+                return Ok(None);
+            }
+            for row in self.sampler.step()? {
+                let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
+                self.pending.push_back(values);
+            }
+        }
+        Ok(self.pending.pop_front())
+    }
+
+    pub fn codec(&self) -> &TableCodec {
+        &self.codec
+    }
+}
+
+/// Loads a network to check stored bytes without generating.
+pub fn validate_weights(config: ModelConfig, weights: &[u8]) -> Result<StanNet> {
+    store::load(config, weights, Device::Cpu)
+}

@@ -1,0 +1,3 @@
+//! SQL integration tests against a real PostgreSQL with the extension installed.
+
+mod foundation;
