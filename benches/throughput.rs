@@ -15,7 +15,9 @@ use std::time::Instant;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -24,7 +26,8 @@ fn main() {
     let gen_hours: f64 = arg("--gen-hours").map_or(hours, |v| v.parse().unwrap());
     let threads: i32 = arg("--threads").map_or(1, |v| v.parse().unwrap());
     let options_json: serde_json::Value =
-        serde_json::from_str(&arg("--options").unwrap_or_else(|| "{}".into())).expect("--options is JSON");
+        serde_json::from_str(&arg("--options").unwrap_or_else(|| "{}".into()))
+            .expect("--options is JSON");
     let options = TrainOptions::parse(&options_json).expect("valid options");
     tch::set_num_threads(threads);
     let device = stan_core::model::device::resolve(
@@ -35,7 +38,11 @@ fn main() {
 
     let start = stan_core::sim::DEFAULT_START + 6.0 * 3600.0;
     let flows = stan_core::sim::simulate(hosts, hours * 3600.0, 1, start);
-    let info = |n: &str, t: &str| ColumnInfo { name: n.into(), type_name: t.into(), is_enum: false };
+    let info = |n: &str, t: &str| ColumnInfo {
+        name: n.into(),
+        type_name: t.into(),
+        is_enum: false,
+    };
     let cols = [
         info("te", "timestamp without time zone"),
         info("td", "double precision"),
@@ -62,8 +69,10 @@ fn main() {
         ColumnValues::Int(flows.iter().map(|f| Some(f.pkt)).collect()),
         ColumnValues::Int(flows.iter().map(|f| Some(f.byt)).collect()),
     ];
-    let keys: Vec<u64> =
-        flows.iter().map(|f| u32::from_be_bytes(if f.sa[..2] == [10, 1] { f.sa } else { f.da }) as u64).collect();
+    let keys: Vec<u64> = flows
+        .iter()
+        .map(|f| u32::from_be_bytes(if f.sa[..2] == [10, 1] { f.sa } else { f.da }) as u64)
+        .collect();
 
     let t = Instant::now();
     let mut progress = |p: Progress| {
@@ -104,20 +113,45 @@ fn main() {
         }
         let mut v: Vec<_> = m.into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        v.iter().map(|(p, f)| format!("{p} {:.3}", f)).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .map(|(p, f)| format!("{p} {:.3}", f))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let pr_col = trained.codec.columns.iter().position(|c| c.name == "pr").unwrap();
-    let byt_col = trained.codec.columns.iter().position(|c| c.name == "byt").unwrap();
+    let pr_col = trained
+        .codec
+        .columns
+        .iter()
+        .position(|c| c.name == "pr")
+        .unwrap();
+    let byt_col = trained
+        .codec
+        .columns
+        .iter()
+        .position(|c| c.name == "byt")
+        .unwrap();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("rows: real {} synthetic {} (over {gen_hours} h vs {hours} h)", flows.len(), rows.len());
-    println!("protocols: real [{}] synthetic [{}]", mix(flows.iter().map(|f| f.pr).collect()), mix(rows.iter().map(|r| r[pr_col].as_deref().unwrap()).collect()));
+    println!(
+        "rows: real {} synthetic {} (over {gen_hours} h vs {hours} h)",
+        flows.len(),
+        rows.len()
+    );
+    println!(
+        "protocols: real [{}] synthetic [{}]",
+        mix(flows.iter().map(|f| f.pr).collect()),
+        mix(rows.iter().map(|r| r[pr_col].as_deref().unwrap()).collect())
+    );
     println!(
         "bytes median: real {} synthetic {}",
         median(flows.iter().map(|f| f.byt as f64).collect()),
-        median(rows.iter().map(|r| r[byt_col].as_ref().unwrap().parse().unwrap()).collect())
+        median(
+            rows.iter()
+                .map(|r| r[byt_col].as_ref().unwrap().parse().unwrap())
+                .collect()
+        )
     );
     println!(
         "training: {:.1} s, {} epochs ({}), best val {:.4}; generation: {:.2} s, {:.0} rows/s",

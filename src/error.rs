@@ -33,9 +33,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn column(column: &str, reason: impl Into<String>) -> Self {
-        Error::InvalidValue { column: column.to_string(), reason: reason.into() }
+        Error::InvalidValue {
+            column: column.to_string(),
+            reason: reason.into(),
+        }
     }
     pub fn option(key: &str, reason: impl Into<String>) -> Self {
-        Error::InvalidOption { key: key.to_string(), reason: reason.into() }
+        Error::InvalidOption {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
     }
 }

@@ -26,7 +26,8 @@ impl DeviceSetting {
     }
 }
 
-pub static DEVICE: GucSetting<DeviceSetting> = GucSetting::<DeviceSetting>::new(DeviceSetting::Auto);
+pub static DEVICE: GucSetting<DeviceSetting> =
+    GucSetting::<DeviceSetting>::new(DeviceSetting::Auto);
 /// libtorch's intra-op threads per backend. One by default: every backend would otherwise start
 /// one OpenMP thread per core, and concurrent sessions would thrash.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
@@ -51,12 +52,4 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-}
-
-#[cfg(test)]
-pub mod pg_test {
-    pub fn setup(_options: Vec<&str>) {}
-    pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
-    }
 }

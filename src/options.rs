@@ -39,17 +39,17 @@ impl Default for TrainOptions {
             window: 10,
             epochs: 20,
             max_time: 3600.0,
-            batch_size: 512,
+            batch_size: 128,
             learning_rate: 0.001,
             mixtures: 10,
-            conv_layers: 2,
+            conv_layers: 1,
             conv_channels: 8,
             hidden: 64,
             head_hidden: 64,
             mask: Mask::B,
             min_category_count: 5,
             validation_fraction: 0.1,
-            patience: 3,
+            patience: 6,
             seed: 0,
             device: String::new(),
         }
@@ -77,13 +77,19 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 fn valid_keys() -> String {
-    KEYS.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ")
+    KEYS.iter()
+        .map(|(k, v)| format!("{k} ({v})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn int(key: &str, v: &Value, lo: u64, hi: u64) -> Result<usize> {
     match v.as_u64() {
         Some(n) if (lo..=hi).contains(&n) => Ok(n as usize),
-        _ => Err(Error::option(key, format!("{v} is not an integer in {lo}..{hi}"))),
+        _ => Err(Error::option(
+            key,
+            format!("{v} is not an integer in {lo}..{hi}"),
+        )),
     }
 }
 
@@ -100,16 +106,25 @@ impl TrainOptions {
         let obj = match json {
             Value::Null => return Ok(o),
             Value::Object(m) => m,
-            other => return Err(Error::option("options", format!("{other} is not a JSON object"))),
+            other => {
+                return Err(Error::option(
+                    "options",
+                    format!("{other} is not a JSON object"),
+                ))
+            }
         };
         for (key, v) in obj {
             let k = key.as_str();
             match k {
                 "window" => o.window = int(k, v, 1, 512)?,
                 "epochs" => o.epochs = int(k, v, 1, 10_000)?,
-                "max_time" => o.max_time = number(k, v, |x| x > 0.0, "a positive number of seconds")?,
+                "max_time" => {
+                    o.max_time = number(k, v, |x| x > 0.0, "a positive number of seconds")?
+                }
                 "batch_size" => o.batch_size = int(k, v, 2, 65_536)?,
-                "learning_rate" => o.learning_rate = number(k, v, |x| x > 0.0 && x <= 1.0, "in (0, 1]")?,
+                "learning_rate" => {
+                    o.learning_rate = number(k, v, |x| x > 0.0 && x <= 1.0, "in (0, 1]")?
+                }
                 "mixtures" => o.mixtures = int(k, v, 1, 64)?,
                 "conv_layers" => o.conv_layers = int(k, v, 0, 8)?,
                 "conv_channels" => o.conv_channels = int(k, v, 1, 256)?,
@@ -124,18 +139,27 @@ impl TrainOptions {
                 }
                 "min_category_count" => o.min_category_count = int(k, v, 1, 1_000_000)?,
                 "validation_fraction" => {
-                    o.validation_fraction = number(k, v, |x| (0.0..=0.5).contains(&x), "in [0, 0.5]")?
+                    o.validation_fraction =
+                        number(k, v, |x| (0.0..=0.5).contains(&x), "in [0, 0.5]")?
                 }
                 "patience" => o.patience = int(k, v, 1, 1000)?,
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
                 "device" => {
                     o.device = match v.as_str() {
                         Some(d @ ("auto" | "cpu" | "cuda")) => d.to_string(),
-                        _ => return Err(Error::option(k, format!("{v} is not \"auto\", \"cpu\" or \"cuda\""))),
+                        _ => {
+                            return Err(Error::option(
+                                k,
+                                format!("{v} is not \"auto\", \"cpu\" or \"cuda\""),
+                            ))
+                        }
                     }
                 }
                 _ => {
-                    return Err(Error::option(key, format!("unknown option; valid options: {}", valid_keys())))
+                    return Err(Error::option(
+                        key,
+                        format!("unknown option; valid options: {}", valid_keys()),
+                    ))
                 }
             }
         }
@@ -156,11 +180,20 @@ mod tests {
 
     #[test]
     fn unknown_and_ill_typed_keys_are_errors_naming_the_key() {
-        let e = TrainOptions::parse(&json!({"windw": 4})).unwrap_err().to_string();
-        assert!(e.contains("\"windw\"") && e.contains("window (integer"), "{e}");
-        let e = TrainOptions::parse(&json!({"epochs": "many"})).unwrap_err().to_string();
+        let e = TrainOptions::parse(&json!({"windw": 4}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"windw\"") && e.contains("window (integer"),
+            "{e}"
+        );
+        let e = TrainOptions::parse(&json!({"epochs": "many"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"epochs\""), "{e}");
-        let e = TrainOptions::parse(&json!({"learning_rate": -1})).unwrap_err().to_string();
+        let e = TrainOptions::parse(&json!({"learning_rate": -1}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"learning_rate\""), "{e}");
     }
 }

@@ -91,13 +91,21 @@ impl Generator {
         start: Option<f64>,
     ) -> Result<Generator> {
         if !(span_seconds > 0.0 && span_seconds <= MAX_SPAN_SECONDS) {
-            return Err(Error::option("span", format!("{span_seconds} s is not in (0, 366 days]")));
+            return Err(Error::option(
+                "span",
+                format!("{span_seconds} s is not in (0, 366 days]"),
+            ));
         }
         if streams == 0 || streams > MAX_STREAMS {
-            return Err(Error::option("streams", format!("{streams} is not in 1..{MAX_STREAMS}")));
+            return Err(Error::option(
+                "streams",
+                format!("{streams} is not in 1..{MAX_STREAMS}"),
+            ));
         }
         if config.attributes != codec.attributes() {
-            return Err(Error::CorruptModel("the stored network does not match the stored codecs".into()));
+            return Err(Error::CorruptModel(
+                "the stored network does not match the stored codecs".into(),
+            ));
         }
         let net = store::load(config, weights, device)?;
         let (_, data_start, _) = codec.gap_scale();
@@ -110,7 +118,12 @@ impl Generator {
             seed,
             Box::new(move |z| gap_codec.gap_seconds(z)),
         );
-        Ok(Generator { sampler, codec, rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed), pending: VecDeque::new() })
+        Ok(Generator {
+            sampler,
+            codec,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
+            pending: VecDeque::new(),
+        })
     }
 
     /// The next row, or None when every stream has passed the span. Each call that needs a new

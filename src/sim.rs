@@ -61,7 +61,8 @@ fn daily_rhythm(epoch: f64) -> f64 {
 pub fn simulate(hosts: usize, seconds: f64, seed: u64, start: f64) -> Vec<Flow> {
     let mut flows = Vec::new();
     for h in 0..hosts {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(h as u64));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(h as u64));
         simulate_host(h, seconds, start, &mut rng, &mut flows);
     }
     flows.sort_by(|a, b| a.te.total_cmp(&b.te).then(a.sa.cmp(&b.sa)));
@@ -92,7 +93,11 @@ fn simulate_host(h: usize, seconds: f64, start: f64, rng: &mut ChaCha8Rng, out: 
                 pkt,
                 byt: pkt * rng.random_range(60..=120),
             });
-            let server = if rng.random::<f64>() < 0.5 { favourite } else { rng.random_range(0..WEB_SERVERS.len()) };
+            let server = if rng.random::<f64>() < 0.5 {
+                favourite
+            } else {
+                rng.random_range(0..WEB_SERVERS.len())
+            };
             let burst = rng.random_range(1..=5);
             let mut s = t + rng.random_range(0.0..0.5);
             for _ in 0..burst {
@@ -139,10 +144,10 @@ fn simulate_host(h: usize, seconds: f64, start: f64, rng: &mut ChaCha8Rng, out: 
         t += 300.0;
     }
     // Occasional pings and, on every fourth host, SSH logins.
-    let events: f64 = seconds / 3600.0 * if h % 4 == 0 { 3.0 } else { 1.0 };
+    let events: f64 = seconds / 3600.0 * if h.is_multiple_of(4) { 3.0 } else { 1.0 };
     for _ in 0..events.round() as usize {
         let t = start + rng.random_range(0.0..seconds);
-        if h % 4 == 0 && rng.random::<f64>() < 0.6 {
+        if h.is_multiple_of(4) && rng.random::<f64>() < 0.6 {
             let pkt = rng.random_range(20..=2000);
             let td = pkt as f64 * rng.random_range(0.05..0.5);
             out.push(Flow {
@@ -180,7 +185,18 @@ fn web_flow(me: [u8; 4], server: [u8; 4], t: f64, rng: &mut ChaCha8Rng) -> Flow 
     if rng.random::<f64>() < 0.05 {
         // A connection attempt that got no answer.
         let pkt = rng.random_range(1..=3);
-        return Flow { te: t.floor(), td: 0.0, sa: me, da: server, sp: ephemeral(rng), dp, pr: "TCP", flg: "....S.", pkt, byt: 60 * pkt };
+        return Flow {
+            te: t.floor(),
+            td: 0.0,
+            sa: me,
+            da: server,
+            sp: ephemeral(rng),
+            dp,
+            pr: "TCP",
+            flg: "....S.",
+            pkt,
+            byt: 60 * pkt,
+        };
     }
     let pkt = (LogNormal::new(2.3, 1.0).expect("valid").sample(rng) as i64).clamp(3, 100_000);
     let payload: f64 = LogNormal::new(5.5, 0.7).expect("valid").sample(rng);

@@ -24,9 +24,15 @@ pub fn save(net: &StanNet) -> Result<Vec<u8>> {
     }
     let views: Vec<(String, TensorView)> = buffers
         .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view")))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("consistent view"),
+            )
+        })
         .collect();
-    let body = safetensors::serialize(views, None).map_err(|e| Error::CorruptModel(e.to_string()))?;
+    let body =
+        safetensors::serialize(views, None).map_err(|e| Error::CorruptModel(e.to_string()))?;
     let mut out = Vec::with_capacity(body.len() + 12);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -37,7 +43,9 @@ pub fn save(net: &StanNet) -> Result<Vec<u8>> {
 /// Builds the network `config` describes and fills it from `bytes`.
 pub fn load(config: ModelConfig, bytes: &[u8], device: Device) -> Result<StanNet> {
     if bytes.len() < 12 || &bytes[..8] != MAGIC {
-        return Err(Error::CorruptModel("the weights do not start with stan's header".into()));
+        return Err(Error::CorruptModel(
+            "the weights do not start with stan's header".into(),
+        ));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
@@ -58,7 +66,9 @@ pub fn load(config: ModelConfig, bytes: &[u8], device: Device) -> Result<StanNet
     }
     tch::no_grad(|| -> Result<()> {
         for (name, var) in &vars {
-            let view = st.tensor(name).map_err(|_| Error::CorruptModel(format!("weight \"{name}\" is missing")))?;
+            let view = st
+                .tensor(name)
+                .map_err(|_| Error::CorruptModel(format!("weight \"{name}\" is missing")))?;
             let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
             if view.dtype() != Dtype::F32 || view.shape() != want.as_slice() {
                 return Err(Error::CorruptModel(format!(
@@ -68,13 +78,22 @@ pub fn load(config: ModelConfig, bytes: &[u8], device: Device) -> Result<StanNet
                     want
                 )));
             }
-            let values: Vec<f32> =
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(Error::CorruptModel(format!("weight \"{name}\" holds a non-finite value")));
+                return Err(Error::CorruptModel(format!(
+                    "weight \"{name}\" holds a non-finite value"
+                )));
             }
             let shape: Vec<i64> = want.iter().map(|&d| d as i64).collect();
-            var.shallow_clone().f_copy_(&Tensor::from_slice(&values).view(shape.as_slice()).to(device))?;
+            var.shallow_clone().f_copy_(
+                &Tensor::from_slice(&values)
+                    .view(shape.as_slice())
+                    .to(device),
+            )?;
         }
         Ok(())
     })?;

@@ -15,8 +15,12 @@ pub fn fresh_db(test: &str) -> Client {
     let db = format!("stan_test_{test}");
     let mut admin = Client::connect(&format!("{} dbname=postgres", base_config()), NoTls)
         .expect("connect to the test server: run scripts/test.sh, or set STAN_TEST_PG");
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
     let mut client = connect(&db);
     client.batch_execute("CREATE EXTENSION stan").unwrap();
     client
@@ -31,7 +35,9 @@ pub fn sql_error(client: &mut Client, sql: &str) -> (String, String) {
     match client.batch_execute(sql) {
         Ok(()) => panic!("expected an error from: {sql}"),
         Err(e) => {
-            let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+            let db = e
+                .as_db_error()
+                .unwrap_or_else(|| panic!("not a database error: {e}"));
             (db.code().code().to_string(), db.message().to_string())
         }
     }
@@ -56,7 +62,9 @@ pub fn protocol_mix(client: &mut Client, table: &str) -> Vec<(String, f64)> {
 }
 
 pub fn share(mix: &[(String, f64)], protocol: &str) -> f64 {
-    mix.iter().find(|(p, _)| p == protocol).map_or(0.0, |(_, f)| *f)
+    mix.iter()
+        .find(|(p, _)| p == protocol)
+        .map_or(0.0, |(_, f)| *f)
 }
 
 /// The internal endpoint of a simulated flow: the 10.1.0.0/16 side.

@@ -19,7 +19,10 @@ mod stan {
         .flatten()
         .unwrap_or(0);
         if n == 0 {
-            fail(Code::ERRCODE_UNDEFINED_OBJECT, format!("stan: model \"{model}\" does not exist"));
+            fail(
+                Code::ERRCODE_UNDEFINED_OBJECT,
+                format!("stan: model \"{model}\" does not exist"),
+            );
         }
         n
     }

@@ -32,9 +32,12 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
         ),
     };
     let found = Spi::connect(|client| {
-        let mut rows = client
-            .select(query, Some(1), &args)
-            .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading the model catalog: {e}")));
+        let mut rows = client.select(query, Some(1), &args).unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: reading the model catalog: {e}"),
+            )
+        });
         rows.next().map(|r| {
             (
                 r.get::<String>(1).ok().flatten().unwrap_or_default(),
@@ -49,16 +52,21 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
         let what = match model {
             Some(name) => format!("stan: model \"{name}\" does not exist"),
             None => {
-                let t: String = Spi::get_one_with_args("SELECT $1::regtype::text", &[rowtype.into()])
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
+                let t: String =
+                    Spi::get_one_with_args("SELECT $1::regtype::text", &[rowtype.into()])
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
                 format!("stan: no model was trained on a table of type {t}; run stan_train first")
             }
         };
         fail(Code::ERRCODE_UNDEFINED_OBJECT, what);
     };
-    let corrupt = |what: &str| -> ! { ok(Err(stan_core::Error::CorruptModel(format!("model \"{name}\": {what}")))) };
+    let corrupt = |what: &str| -> ! {
+        ok(Err(stan_core::Error::CorruptModel(format!(
+            "model \"{name}\": {what}"
+        ))))
+    };
     let codec: TableCodec = codecs
         .and_then(|j| serde_json::from_value(j.0).ok())
         .unwrap_or_else(|| corrupt("unreadable codecs"));
@@ -66,31 +74,55 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
         .and_then(|j| serde_json::from_value(j.0).ok())
         .unwrap_or_else(|| corrupt("unreadable network description"));
     let weights = weights.unwrap_or_else(|| corrupt("no weights"));
-    let streams = streams.filter(|s| *s > 0).unwrap_or_else(|| corrupt("no stream count")) as usize;
-    StoredModel { name, codec, config, weights, streams }
+    let streams = streams
+        .filter(|s| *s > 0)
+        .unwrap_or_else(|| corrupt("no stream count")) as usize;
+    StoredModel {
+        name,
+        codec,
+        config,
+        weights,
+        streams,
+    }
 }
 
 /// The row type must have exactly the model's columns, with the same types.
 fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
-    let relid: Option<pg_sys::Oid> =
-        Spi::get_one_with_args("SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1", &[rowtype.into()])
-            .ok()
-            .flatten();
+    let relid: Option<pg_sys::Oid> = Spi::get_one_with_args(
+        "SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1",
+        &[rowtype.into()],
+    )
+    .ok()
+    .flatten();
     let relid = relid.filter(|r| r.to_u32() != 0).unwrap_or_else(|| {
         fail(
             Code::ERRCODE_DATATYPE_MISMATCH,
             "stan: the first argument must be a row type, e.g. NULL::flows".to_string(),
         )
     });
-    let mut have: Vec<(String, String)> =
-        table_columns(relid).into_iter().map(|c| (c.name, c.type_name)).collect();
-    let mut want: Vec<(String, String)> =
-        model.codec.columns.iter().map(|c| (c.name.clone(), c.type_name.clone())).collect();
+    let mut have: Vec<(String, String)> = table_columns(relid)
+        .into_iter()
+        .map(|c| (c.name, c.type_name))
+        .collect();
+    let mut want: Vec<(String, String)> = model
+        .codec
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_name.clone()))
+        .collect();
     have.sort();
     want.sort();
     if have != want {
-        let missing: Vec<String> = want.iter().filter(|c| !have.contains(c)).map(|(n, t)| format!("{n} {t}")).collect();
-        let extra: Vec<String> = have.iter().filter(|c| !want.contains(c)).map(|(n, t)| format!("{n} {t}")).collect();
+        let missing: Vec<String> = want
+            .iter()
+            .filter(|c| !have.contains(c))
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect();
+        let extra: Vec<String> = have
+            .iter()
+            .filter(|c| !want.contains(c))
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect();
         ok::<()>(Err(stan_core::Error::RowTypeMismatch(format!(
             "the row type does not match model \"{}\": missing [{}], not in the model [{}]",
             model.name,
@@ -118,14 +150,24 @@ mod stan {
         check_row_type(rowtype, &stored);
         let device = super::super::prepare_torch("");
         let seed = seed.map(|s| s as u64).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         });
         let streams = match streams {
             None => stored.streams,
             Some(n) if n > 0 => n as usize,
-            Some(n) => fail(Code::ERRCODE_INVALID_PARAMETER_VALUE, format!("stan: streams must be positive, not {n}")),
+            Some(n) => fail(
+                Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("stan: streams must be positive, not {n}"),
+            ),
         };
-        let names: Vec<String> = stored.codec.columns.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = stored
+            .codec
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         let mut generator = ok(Generator::new(
             stored.codec,
             stored.config,
@@ -142,7 +184,12 @@ mod stan {
             let object: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .zip(row)
-                .map(|(n, v)| (n.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::String)))
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        v.map_or(serde_json::Value::Null, serde_json::Value::String),
+                    )
+                })
                 .collect();
             Some(JsonB(serde_json::Value::Object(object)))
         }))

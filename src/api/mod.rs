@@ -15,8 +15,15 @@ extension_sql_file!("../../sql/api.sql", name = "api", finalize);
 /// Threads and device for one call, from the settings.
 pub(crate) fn prepare_torch(device_option: &str) -> tch::Device {
     tch::set_num_threads(crate::THREADS.get());
-    let name = if device_option.is_empty() { crate::DEVICE.get().as_str() } else { device_option };
-    error::ok(stan_core::model::device::resolve(name, env!("STAN_LIBTORCH_LIB")))
+    let name = if device_option.is_empty() {
+        crate::DEVICE.get().as_str()
+    } else {
+        device_option
+    };
+    error::ok(stan_core::model::device::resolve(
+        name,
+        env!("STAN_LIBTORCH_LIB"),
+    ))
 }
 
 #[pg_schema]

@@ -46,7 +46,9 @@ fn read_expression(plan: &ColumnPlan) -> String {
         ReadAs::Int => format!("{c}::int8"),
         ReadAs::Float => format!("{c}::float8"),
         ReadAs::Text => format!("{c}::text"),
-        ReadAs::Ipv4 => format!("CASE WHEN pg_catalog.family({c}) = 4 THEN {c} - '0.0.0.0'::inet ELSE -1 END"),
+        ReadAs::Ipv4 => {
+            format!("CASE WHEN pg_catalog.family({c}) = 4 THEN {c} - '0.0.0.0'::inet ELSE -1 END")
+        }
     }
 }
 
@@ -77,7 +79,11 @@ fn stream_key(text: Option<String>) -> u64 {
 }
 
 /// Reads the planned columns (and the stream expression) through a cursor.
-fn read_table(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&str>) -> (Vec<ColumnValues>, Vec<u64>) {
+fn read_table(
+    relation: pg_sys::Oid,
+    plans: &[ColumnPlan],
+    stream_by: Option<&str>,
+) -> (Vec<ColumnValues>, Vec<u64>) {
     let mut select: Vec<String> = plans.iter().map(read_expression).collect();
     if let Some(expr) = stream_by {
         select.push(format!("({expr})::text"));
@@ -97,14 +103,22 @@ fn read_table(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&st
         .collect();
     let mut keys = Vec::new();
     Spi::connect(|client| {
-        let mut cursor = client.try_open_cursor(query.as_str(), &[]).unwrap_or_else(|e| {
-            fail(Code::ERRCODE_INVALID_PARAMETER_VALUE, format!("stan: cannot read {relname}: {e}"))
-        });
+        let mut cursor = client
+            .try_open_cursor(query.as_str(), &[])
+            .unwrap_or_else(|e| {
+                fail(
+                    Code::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("stan: cannot read {relname}: {e}"),
+                )
+            });
         loop {
             check_for_interrupts!();
-            let table = cursor
-                .fetch(FETCH_ROWS)
-                .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading {relname}: {e}")));
+            let table = cursor.fetch(FETCH_ROWS).unwrap_or_else(|e| {
+                fail(
+                    Code::ERRCODE_INTERNAL_ERROR,
+                    format!("stan: reading {relname}: {e}"),
+                )
+            });
             if table.is_empty() {
                 break;
             }
@@ -113,11 +127,15 @@ fn read_table(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&st
                     match v {
                         ColumnValues::Float(out) => out.push(row.get::<f64>(i + 1).ok().flatten()),
                         ColumnValues::Int(out) => out.push(row.get::<i64>(i + 1).ok().flatten()),
-                        ColumnValues::Text(out) => out.push(row.get::<String>(i + 1).ok().flatten()),
+                        ColumnValues::Text(out) => {
+                            out.push(row.get::<String>(i + 1).ok().flatten())
+                        }
                     }
                 }
                 if stream_by.is_some() {
-                    keys.push(stream_key(row.get::<String>(plans.len() + 1).ok().flatten()));
+                    keys.push(stream_key(
+                        row.get::<String>(plans.len() + 1).ok().flatten(),
+                    ));
                 }
             }
         }
@@ -147,19 +165,30 @@ mod stan {
         columns: Option<JsonB>,
         options: Option<JsonB>,
     ) -> String {
-        let options = ok(TrainOptions::parse(&options.map(|j| j.0).unwrap_or_default()));
+        let options = ok(TrainOptions::parse(
+            &options.map(|j| j.0).unwrap_or_default(),
+        ));
         let overrides = parse_columns(&columns.map(|j| j.0).unwrap_or_default());
         let info = table_columns(relation);
         if info.is_empty() {
-            fail(Code::ERRCODE_UNDEFINED_TABLE, format!("stan: relation {} has no columns", relation.to_u32()));
+            fail(
+                Code::ERRCODE_UNDEFINED_TABLE,
+                format!("stan: relation {} has no columns", relation.to_u32()),
+            );
         }
-        let relname: String = Spi::get_one_with_args("SELECT c.relname::text FROM pg_catalog.pg_class c WHERE c.oid = $1", &[relation.into()])
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let relname: String = Spi::get_one_with_args(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[relation.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let name = model.unwrap_or_else(|| relname.clone());
         if name.is_empty() || name.len() > 63 {
-            fail(Code::ERRCODE_INVALID_NAME, format!("stan: model name \"{name}\" must have 1 to 63 characters"));
+            fail(
+                Code::ERRCODE_INVALID_NAME,
+                format!("stan: model name \"{name}\" must have 1 to 63 characters"),
+            );
         }
         // One trainer per model name at a time.
         let locked: bool = Spi::get_one_with_args(
@@ -191,8 +220,19 @@ mod stan {
             }
             Ok(())
         };
-        notice!("stan_train \"{name}\": {rows} rows, {} columns, device {}", plans.len(), stan_core::model::device::name(device));
-        let trained = ok(stan_core::pipeline::train_model(&plans, &values, &keys, &options, device, &mut progress));
+        notice!(
+            "stan_train \"{name}\": {rows} rows, {} columns, device {}",
+            plans.len(),
+            stan_core::model::device::name(device)
+        );
+        let trained = ok(stan_core::pipeline::train_model(
+            &plans,
+            &values,
+            &keys,
+            &options,
+            device,
+            &mut progress,
+        ));
         let metrics = serde_json::json!({ "training": trained.summary });
         let inserted = Spi::get_one_with_args::<i32>(
             "INSERT INTO stan.model_store

@@ -13,7 +13,11 @@ pub fn fit(name: &str, vals: &ColumnValues, min_count: usize) -> Result<Codec> {
             *counts.entry(v).or_default() += 1;
         }
     }
-    let mut kept: Vec<(String, usize)> = counts.iter().filter(|(_, &n)| n >= min_count).map(|(v, &n)| (v.clone(), n)).collect();
+    let mut kept: Vec<(String, usize)> = counts
+        .iter()
+        .filter(|(_, &n)| n >= min_count)
+        .map(|(v, &n)| (v.clone(), n))
+        .collect();
     if kept.is_empty() {
         return Err(Error::column(
             name,
@@ -23,5 +27,8 @@ pub fn fit(name: &str, vals: &ColumnValues, min_count: usize) -> Result<Codec> {
     // Most frequent first; ties by value so fitting is deterministic.
     kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let other = kept.len() < counts.len();
-    Ok(Codec::Category { values: kept.into_iter().map(|(v, _)| v).collect(), other })
+    Ok(Codec::Category {
+        values: kept.into_iter().map(|(v, _)| v).collect(),
+        other,
+    })
 }

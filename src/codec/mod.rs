@@ -73,15 +73,26 @@ impl ColumnValues {
 pub enum Codec {
     /// The order column: log(1 + gap seconds) scaled; `start` is the training data's first
     /// time, `resolution` the time step of the source (1 s for NetFlow exports).
-    Gap { scale: Scale, start: f64, resolution: f64 },
-    Ipv4,
-    Port,
+    Gap {
+        scale: Scale,
+        start: f64,
+        resolution: f64,
+    },
+    /// Octet values never seen at each of the four positions (never generated).
+    Ipv4 { unseen: Vec<Vec<u8>> },
+    /// Port classes never seen (never generated).
+    Port { unseen: Vec<u16> },
     /// Softmax over `values`; `other` adds a class for values seen too rarely to be emitted.
     Category { values: Vec<String>, other: bool },
     /// Integer counts: log(1 + x - min) scaled, rounded back, kept within [min, max].
     Count { min: i64, max: i64, scale: Scale },
     /// Floats: optionally log(1 + x - min) scaled, kept within [min, max].
-    Continuous { log: bool, min: f64, max: f64, scale: Scale },
+    Continuous {
+        log: bool,
+        min: f64,
+        max: f64,
+        scale: Scale,
+    },
     /// Not modelled; generated as NULL.
     Skip,
 }
@@ -101,12 +112,23 @@ pub struct ColumnCodec {
 impl ColumnCodec {
     fn value_heads(&self) -> Vec<HeadSpec> {
         match &self.codec {
-            Codec::Gap { .. } | Codec::Count { .. } | Codec::Continuous { .. } => vec![HeadSpec::Mdn],
-            Codec::Ipv4 => vec![HeadSpec::Softmax { classes: 256, banned: None }; 4],
-            Codec::Port => vec![HeadSpec::Softmax { classes: port::CLASSES, banned: None }],
+            Codec::Gap { .. } | Codec::Count { .. } | Codec::Continuous { .. } => {
+                vec![HeadSpec::Mdn]
+            }
+            Codec::Ipv4 { unseen } => unseen
+                .iter()
+                .map(|u| HeadSpec::Softmax {
+                    classes: 256,
+                    banned: u.iter().map(|&o| o as usize).collect(),
+                })
+                .collect(),
+            Codec::Port { unseen } => vec![HeadSpec::Softmax {
+                classes: port::CLASSES,
+                banned: unseen.iter().map(|&c| c as usize).collect(),
+            }],
             Codec::Category { values, other } => vec![HeadSpec::Softmax {
                 classes: values.len() + usize::from(*other),
-                banned: other.then_some(values.len()),
+                banned: if *other { vec![values.len()] } else { vec![] },
             }],
             Codec::Skip => vec![],
         }
@@ -153,7 +175,10 @@ impl TableCodec {
                 "the table has {rows} row(s); at least 2 are needed to learn from"
             )));
         }
-        let order_idx = plans.iter().position(|p| p.kind == Kind::Order).expect("planned");
+        let order_idx = plans
+            .iter()
+            .position(|p| p.kind == Kind::Order)
+            .expect("planned");
         let times = match &values[order_idx] {
             ColumnValues::Float(v) => v,
             _ => unreachable!("the order column is read as epoch seconds"),
@@ -163,10 +188,16 @@ impl TableCodec {
         for t in times {
             match t {
                 None => {
-                    return Err(Error::column(order_name, "NULL in the order column: every row needs a time"))
+                    return Err(Error::column(
+                        order_name,
+                        "NULL in the order column: every row needs a time",
+                    ))
                 }
                 Some(t) if !t.is_finite() => {
-                    return Err(Error::column(order_name, format!("{t} is not a time a flow can have")))
+                    return Err(Error::column(
+                        order_name,
+                        format!("{t} is not a time a flow can have"),
+                    ))
                 }
                 Some(t) => times_checked.push(*t),
             }
@@ -187,15 +218,27 @@ impl TableCodec {
         let mut gaps = vec![0.0; rows];
         for (p, &r) in order.iter().enumerate() {
             let stream_begins = stream_starts.binary_search(&p).is_ok();
-            gaps[r] = if stream_begins { times[r] - start } else { times[r] - times[order[p - 1]] };
+            gaps[r] = if stream_begins {
+                times[r] - start
+            } else {
+                times[r] - times[order[p - 1]]
+            };
         }
-        let resolution = if times.iter().all(|t| t.fract() == 0.0) { 1.0 } else { 1e-6 };
+        let resolution = if times.iter().all(|t| t.fract() == 0.0) {
+            1.0
+        } else {
+            1e-6
+        };
 
         let mut columns = Vec::with_capacity(plans.len());
         for (plan, vals) in plans.iter().zip(values) {
             let codec = if plan.kind == Kind::Order {
                 let scale = Scale::fit(gaps.iter().map(|g| g.ln_1p()));
-                Codec::Gap { scale, start, resolution }
+                Codec::Gap {
+                    scale,
+                    start,
+                    resolution,
+                }
             } else {
                 fit_column(plan, vals, min_category_count)?
             };
@@ -225,23 +268,41 @@ impl TableCodec {
             if col.nullable {
                 attrs.push(AttributeSpec {
                     name: format!("{}:null", col.name),
-                    heads: vec![HeadSpec::Softmax { classes: 2, banned: None }],
+                    heads: vec![HeadSpec::Softmax {
+                        classes: 2,
+                        banned: vec![],
+                    }],
                     extra_inputs: 0,
                 });
             }
-            let extra_inputs = if matches!(col.codec, Codec::Gap { .. }) { 2 } else { 0 };
-            attrs.push(AttributeSpec { name: col.name.clone(), heads: col.value_heads(), extra_inputs });
+            let extra_inputs = if matches!(col.codec, Codec::Gap { .. }) {
+                2
+            } else {
+                0
+            };
+            attrs.push(AttributeSpec {
+                name: col.name.clone(),
+                heads: col.value_heads(),
+                extra_inputs,
+            });
         }
         attrs
     }
 
     pub fn slot_width(&self) -> usize {
-        self.attributes().iter().map(|a| a.heads.len() + a.extra_inputs).sum()
+        self.attributes()
+            .iter()
+            .map(|a| a.heads.len() + a.extra_inputs)
+            .sum()
     }
 
     pub fn gap_scale(&self) -> (Scale, f64, f64) {
         match &self.columns[0].codec {
-            Codec::Gap { scale, start, resolution } => (*scale, *start, *resolution),
+            Codec::Gap {
+                scale,
+                start,
+                resolution,
+            } => (*scale, *start, *resolution),
             _ => unreachable!("the order column comes first"),
         }
     }
@@ -260,8 +321,16 @@ impl TableCodec {
                 slot += 1;
                 slot - 1
             });
-            out.push(ColumnLayout { null_slot, value_slot: slot });
-            slot += col.value_heads().len() + if matches!(col.codec, Codec::Gap { .. }) { 2 } else { 0 };
+            out.push(ColumnLayout {
+                null_slot,
+                value_slot: slot,
+            });
+            slot += col.value_heads().len()
+                + if matches!(col.codec, Codec::Gap { .. }) {
+                    2
+                } else {
+                    0
+                };
         }
         out
     }
@@ -284,9 +353,13 @@ impl TableCodec {
             .columns
             .iter()
             .map(|c| match &c.codec {
-                Codec::Category { values, .. } => {
-                    Some(values.iter().enumerate().map(|(i, v)| (v.as_str(), i)).collect())
-                }
+                Codec::Category { values, .. } => Some(
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (v.as_str(), i))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect();
@@ -315,13 +388,15 @@ impl TableCodec {
                         row[v] = scale.to_z(gaps[r].ln_1p());
                         row[v + 1..v + 3].copy_from_slice(&time::time_of_day_features(times[r]));
                     }
-                    Codec::Ipv4 => {
+                    Codec::Ipv4 { .. } => {
                         let a = vals.as_f64(r).expect("non-null") as u32;
                         for (i, o) in ip::octets(a).iter().enumerate() {
                             row[v + i] = *o as f32;
                         }
                     }
-                    Codec::Port => row[v] = port::class(vals.as_f64(r).expect("non-null") as u16) as f32,
+                    Codec::Port { .. } => {
+                        row[v] = port::class(vals.as_f64(r).expect("non-null") as u16) as f32
+                    }
                     Codec::Category { values: kept, .. } => {
                         let text = vals.as_text(r).expect("non-null");
                         let map = lookups[c].as_ref().expect("category lookup");
@@ -331,7 +406,9 @@ impl TableCodec {
                         let x = vals.as_f64(r).expect("non-null");
                         row[v] = scale.to_z((x - *min as f64).ln_1p());
                     }
-                    Codec::Continuous { log, min, scale, .. } => {
+                    Codec::Continuous {
+                        log, min, scale, ..
+                    } => {
                         let x = vals.as_f64(r).expect("non-null");
                         row[v] = scale.to_z(if *log { (x - min).ln_1p() } else { x });
                     }
@@ -340,7 +417,12 @@ impl TableCodec {
                 attr += 1;
             }
         }
-        Ok(EncodedTable { slots, present, stream_starts, rows })
+        Ok(EncodedTable {
+            slots,
+            present,
+            stream_starts,
+            rows,
+        })
     }
 
     /// Turns one generated row of slots into text values (None for NULL), one per column, in
@@ -359,11 +441,11 @@ impl TableCodec {
                     let t = (epoch / resolution).round() * resolution;
                     Some(time::format_epoch(t, &col.type_name))
                 }
-                Codec::Ipv4 => {
+                Codec::Ipv4 { .. } => {
                     let o = |i: usize| slots[v + i].clamp(0.0, 255.0) as u8;
                     Some(ip::format([o(0), o(1), o(2), o(3)]))
                 }
-                Codec::Port => Some(port::decode(slots[v] as usize, rng).to_string()),
+                Codec::Port { .. } => Some(port::decode(slots[v] as usize, rng).to_string()),
                 Codec::Category { values, .. } => {
                     Some(values[(slots[v] as usize).min(values.len() - 1)].clone())
                 }
@@ -371,7 +453,12 @@ impl TableCodec {
                     let x = (scale.from_z(slots[v]).exp_m1().round() as i64).saturating_add(*min);
                     Some(x.clamp(*min, *max).to_string())
                 }
-                Codec::Continuous { log, min, max, scale } => {
+                Codec::Continuous {
+                    log,
+                    min,
+                    max,
+                    scale,
+                } => {
                     let raw = scale.from_z(slots[v]);
                     let x = if *log { raw.exp_m1() + min } else { raw }.clamp(*min, *max);
                     Some(format_continuous(x, col))
@@ -408,15 +495,38 @@ fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize)
         Kind::Skip => Ok(Codec::Skip),
         Kind::Ipv4 => {
             if numbers().any(|a| a < 0.0) {
-                return Err(Error::column(name, "IPv6 addresses are not supported yet; only IPv4"));
+                return Err(Error::column(
+                    name,
+                    "IPv6 addresses are not supported yet; only IPv4",
+                ));
             }
-            Ok(Codec::Ipv4)
+            let mut seen = [[false; 256]; 4];
+            for a in numbers() {
+                for (i, o) in ip::octets(a as u32).iter().enumerate() {
+                    seen[i][*o as usize] = true;
+                }
+            }
+            let unseen = seen
+                .iter()
+                .map(|s| (0..=255u8).filter(|&o| !s[o as usize]).collect())
+                .collect();
+            Ok(Codec::Ipv4 { unseen })
         }
         Kind::Port => {
             if let Some(bad) = numbers().find(|p| !(0.0..=65535.0).contains(p)) {
-                return Err(Error::column(name, format!("{bad} is not a port number (0-65535)")));
+                return Err(Error::column(
+                    name,
+                    format!("{bad} is not a port number (0-65535)"),
+                ));
             }
-            Ok(Codec::Port)
+            let mut seen = vec![false; port::CLASSES];
+            for p in numbers() {
+                seen[port::class(p as u16)] = true;
+            }
+            let unseen = (0..port::CLASSES as u16)
+                .filter(|&c| !seen[c as usize])
+                .collect();
+            Ok(Codec::Port { unseen })
         }
         Kind::Category => category::fit(name, vals, min_category_count),
         Kind::Integer => {
@@ -432,7 +542,10 @@ fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize)
         Kind::Count => fit_count(name, numbers()),
         Kind::Continuous => {
             if let Some(bad) = numbers().find(|x| !x.is_finite()) {
-                return Err(Error::column(name, format!("{bad} cannot be modelled; use NULL for unknown values")));
+                return Err(Error::column(
+                    name,
+                    format!("{bad} cannot be modelled; use NULL for unknown values"),
+                ));
             }
             let mut sorted: Vec<f64> = numbers().collect();
             sorted.sort_by(f64::total_cmp);
@@ -443,7 +556,12 @@ fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize)
             } else {
                 Scale::fit(sorted.iter().copied())
             };
-            Ok(Codec::Continuous { log, min, max, scale })
+            Ok(Codec::Continuous {
+                log,
+                min,
+                max,
+                scale,
+            })
         }
     }
 }
@@ -460,7 +578,11 @@ fn fit_count(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Result<C
         ));
     }
     let scale = Scale::fit(numbers.map(|x| (x - min).ln_1p()));
-    Ok(Codec::Count { min: min as i64, max: max as i64, scale })
+    Ok(Codec::Count {
+        min: min as i64,
+        max: max as i64,
+        scale,
+    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,16 @@ pub struct Scale {
 
 impl Scale {
     pub fn fit(values: impl Iterator<Item = f64> + Clone) -> Scale {
-        let (n, sum) = values.clone().fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+        let (n, sum) = values
+            .clone()
+            .fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
         let mean = if n > 0 { sum / n as f64 } else { 0.0 };
         let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
         // A constant column still gets a usable scale.
-        Scale { mean, sd: var.sqrt().max(1e-3) }
+        Scale {
+            mean,
+            sd: var.sqrt().max(1e-3),
+        }
     }
     pub fn to_z(&self, v: f64) -> f32 {
         ((v - self.mean) / self.sd) as f32
@@ -49,7 +54,9 @@ mod tests {
 
     #[test]
     fn bytes_are_heavy_tailed_and_a_normal_column_is_not() {
-        let mut bytes: Vec<f64> = (0..1000).map(|i| if i % 50 == 0 { 1e6 } else { 60.0 + i as f64 }).collect();
+        let mut bytes: Vec<f64> = (0..1000)
+            .map(|i| if i % 50 == 0 { 1e6 } else { 60.0 + i as f64 })
+            .collect();
         bytes.sort_by(f64::total_cmp);
         assert!(is_heavy_tailed(&bytes));
         let normal: Vec<f64> = (0..1000).map(|i| -1.0 + i as f64 / 500.0).collect();

@@ -3,7 +3,11 @@ use crate::schema::{plan_columns, ColumnInfo};
 use rand::SeedableRng;
 
 fn info(name: &str, t: &str) -> ColumnInfo {
-    ColumnInfo { name: name.into(), type_name: t.into(), is_enum: false }
+    ColumnInfo {
+        name: name.into(),
+        type_name: t.into(),
+        is_enum: false,
+    }
 }
 
 /// A small table with every codec, including NULLs and a rare category value.
@@ -20,12 +24,34 @@ fn table() -> (Vec<ColumnPlan>, Vec<ColumnValues>) {
     let plans = plan_columns(&cols, None, &[]).unwrap();
     let n = 400;
     let te = (0..n).map(|i| Some(1_460_332_800.0 + i as f64)).collect();
-    let sa = (0..n).map(|i| Some(u32::from(std::net::Ipv4Addr::new(10, 1, 0, (i % 7) as u8 + 1)) as i64)).collect();
-    let dp = (0..n).map(|i| Some([53i64, 443, 80, 40_123][i % 4])).collect();
-    let pr = (0..n).map(|i| Some(if i == 0 { "RARE".to_string() } else if i % 3 == 0 { "UDP".into() } else { "TCP".into() })).collect();
+    let sa = (0..n)
+        .map(|i| Some(u32::from(std::net::Ipv4Addr::new(10, 1, 0, (i % 7) as u8 + 1)) as i64))
+        .collect();
+    let dp = (0..n)
+        .map(|i| Some([53i64, 443, 80, 40_123][i % 4]))
+        .collect();
+    let pr = (0..n)
+        .map(|i| {
+            Some(if i == 0 {
+                "RARE".to_string()
+            } else if i % 3 == 0 {
+                "UDP".into()
+            } else {
+                "TCP".into()
+            })
+        })
+        .collect();
     let pkt = (0..n).map(|i| Some(1 + (i as i64 * 37) % 900)).collect();
     let td = (0..n).map(|i| Some(i as f64 / 10.0)).collect();
-    let note = (0..n).map(|i| if i % 5 == 0 { None } else { Some("x".to_string()) }).collect();
+    let note = (0..n)
+        .map(|i| {
+            if i % 5 == 0 {
+                None
+            } else {
+                Some("x".to_string())
+            }
+        })
+        .collect();
     let values = vec![
         ColumnValues::Float(te),
         ColumnValues::Int(sa),
@@ -45,10 +71,23 @@ fn fitted_codecs_are_as_designed() {
     let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
     let kinds: Vec<&Codec> = codec.columns.iter().map(|c| &c.codec).collect();
     assert!(matches!(kinds[0], Codec::Gap { resolution, .. } if *resolution == 1.0));
-    assert_eq!(kinds[1], &Codec::Ipv4);
-    assert_eq!(kinds[2], &Codec::Port);
+    // Only octets and ports seen in training can be generated.
+    let Codec::Ipv4 { unseen } = kinds[1] else {
+        panic!("{:?}", kinds[1])
+    };
+    assert_eq!((unseen[0].len(), unseen[3].len()), (255, 249));
+    let Codec::Port { unseen } = kinds[2] else {
+        panic!("{:?}", kinds[2])
+    };
+    assert_eq!(unseen.len(), port::CLASSES - 4);
     // The value seen once is never emitted: it only feeds the "other" class.
-    assert_eq!(kinds[3], &Codec::Category { values: vec!["TCP".into(), "UDP".into()], other: true });
+    assert_eq!(
+        kinds[3],
+        &Codec::Category {
+            values: vec!["TCP".into(), "UDP".into()],
+            other: true
+        }
+    );
     assert!(matches!(kinds[4], Codec::Count { min: 1, .. }));
     assert!(matches!(kinds[5], Codec::Continuous { .. }));
     assert!(codec.columns[6].nullable && !codec.columns[5].nullable);
@@ -66,8 +105,18 @@ fn encoded_rows_decode_to_the_original_values() {
     let width = codec.slot_width();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     for r in [1usize, 2, 3, 5, 399] {
-        let out = codec.decode_row(&enc.slots[r * width..(r + 1) * width], 1_460_332_800.0 + r as f64, &mut rng);
-        assert_eq!(out[0].as_deref(), Some(time::format_epoch(1_460_332_800.0 + r as f64, "timestamp without time zone").as_str()));
+        let out = codec.decode_row(
+            &enc.slots[r * width..(r + 1) * width],
+            1_460_332_800.0 + r as f64,
+            &mut rng,
+        );
+        assert_eq!(
+            out[0].as_deref(),
+            Some(
+                time::format_epoch(1_460_332_800.0 + r as f64, "timestamp without time zone")
+                    .as_str()
+            )
+        );
         assert_eq!(out[1], Some(format!("10.1.0.{}", r % 7 + 1)));
         let dp: u16 = out[2].as_ref().unwrap().parse().unwrap();
         let want = [53u16, 443, 80, 40_123][r % 4];
@@ -76,11 +125,21 @@ fn encoded_rows_decode_to_the_original_values() {
         } else {
             assert_eq!(port::class(dp), port::class(want));
         }
-        assert_eq!(out[3].as_deref(), Some(if r % 3 == 0 { "UDP" } else { "TCP" }));
+        assert_eq!(
+            out[3].as_deref(),
+            Some(if r % 3 == 0 { "UDP" } else { "TCP" })
+        );
         assert_eq!(out[4], Some((1 + (r as i64 * 37) % 900).to_string()));
         let td: f64 = out[5].as_ref().unwrap().parse().unwrap();
         assert!((td - r as f64 / 10.0).abs() < 1e-3, "{td}");
-        assert_eq!(out[6], if r % 5 == 0 { None } else { Some("x".to_string()) });
+        assert_eq!(
+            out[6],
+            if r % 5 == 0 {
+                None
+            } else {
+                Some("x".to_string())
+            }
+        );
     }
 }
 
@@ -88,16 +147,29 @@ fn encoded_rows_decode_to_the_original_values() {
 fn bad_values_name_their_column() {
     let (plans, mut values) = table();
     values[1] = ColumnValues::Int(vec![Some(-1); 400]);
-    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
+    let e = TableCodec::fit(&plans, &values, &[], 5)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"sa\"") && e.contains("IPv6"), "{e}");
     let (plans, mut values) = table();
-    values[5] = ColumnValues::Float((0..400).map(|i| Some(if i == 9 { f64::NAN } else { 1.0 })).collect());
-    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
+    values[5] = ColumnValues::Float(
+        (0..400)
+            .map(|i| Some(if i == 9 { f64::NAN } else { 1.0 }))
+            .collect(),
+    );
+    let e = TableCodec::fit(&plans, &values, &[], 5)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"td\""), "{e}");
     let (plans, mut values) = table();
     values[6] = ColumnValues::Text(vec![None; 400]);
-    let e = TableCodec::fit(&plans, &values, &[], 5).unwrap_err().to_string();
-    assert!(e.contains("\"note\"") && e.contains("NULL in every row"), "{e}");
+    let e = TableCodec::fit(&plans, &values, &[], 5)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"note\"") && e.contains("NULL in every row"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -14,7 +14,9 @@ pub fn time_of_day_features(epoch: f64) -> [f32; 2] {
 /// Text that PostgreSQL's input function for the column's type accepts.
 pub fn format_epoch(epoch: f64, type_name: &str) -> String {
     let micros = (epoch * 1e6).round() as i64;
-    let dt = DateTime::from_timestamp_micros(micros).unwrap_or_default().naive_utc();
+    let dt = DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .naive_utc();
     if type_name == "date" {
         dt.format("%Y-%m-%d").to_string()
     } else if type_name.starts_with("timestamp with time zone") {
@@ -31,8 +33,14 @@ mod tests {
     #[test]
     fn formats_for_each_time_type() {
         let t = 1_460_332_899.5; // 2016-04-11 00:01:39.5
-        assert_eq!(format_epoch(t, "timestamp without time zone"), "2016-04-11 00:01:39.500000");
-        assert_eq!(format_epoch(t, "timestamp with time zone"), "2016-04-11 00:01:39.500000+00");
+        assert_eq!(
+            format_epoch(t, "timestamp without time zone"),
+            "2016-04-11 00:01:39.500000"
+        );
+        assert_eq!(
+            format_epoch(t, "timestamp with time zone"),
+            "2016-04-11 00:01:39.500000+00"
+        );
         assert_eq!(format_epoch(t, "date"), "2016-04-11");
     }
 

@@ -11,7 +11,8 @@ static CUDA_LOADED: OnceLock<bool> = OnceLock::new();
 /// Loads libtorch's CUDA backend from `libtorch_lib` once; false when it cannot be loaded.
 pub fn load_cuda_backend(libtorch_lib: &str) -> bool {
     *CUDA_LOADED.get_or_init(|| {
-        let path = std::ffi::CString::new(format!("{libtorch_lib}/libtorch_cuda.so")).expect("path");
+        let path =
+            std::ffi::CString::new(format!("{libtorch_lib}/libtorch_cuda.so")).expect("path");
         // SAFETY: dlopen with a valid C string; the handle is kept for the process lifetime.
         let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
         !handle.is_null()
@@ -33,10 +34,16 @@ pub fn resolve(name: &str, libtorch_lib: &str) -> Result<Device> {
             if load_cuda_backend(libtorch_lib) && tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
-                Err(Error::option("device", "cuda was asked for but libtorch sees no CUDA device"))
+                Err(Error::option(
+                    "device",
+                    "cuda was asked for but libtorch sees no CUDA device",
+                ))
             }
         }
-        other => Err(Error::option("device", format!("\"{other}\" is not one of auto, cpu, cuda"))),
+        other => Err(Error::option(
+            "device",
+            format!("\"{other}\" is not one of auto, cpu, cuda"),
+        )),
     }
 }
 

@@ -1,15 +1,17 @@
 //! The network: per-slot embeddings → window CNN (shared by all attributes) → one head per
 //! attribute that sees the CNN's context and, with mask B, the current row's earlier attributes.
 
-use super::spec::{embedding_dim, HeadSpec, Mask, ModelConfig};
+use super::spec::{embedding_dim, HeadSpec, ModelConfig};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 const LOG_SQRT_2PI: f64 = 0.918_938_533_204_672_7;
 
-struct AttributeHead {
+struct Head {
     hidden: nn::Linear,
-    outputs: Vec<nn::Linear>,
+    output: nn::Linear,
+    /// Row of `masks` for this head.
+    mask: i64,
 }
 
 /// How one slot of a row is turned into input features.
@@ -25,13 +27,11 @@ pub struct StanNet {
     slot_inputs: Vec<SlotInput>,
     convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
     context: nn::Linear,
-    heads: Vec<AttributeHead>,
-    /// [attributes, features]: which current-row features each attribute may see.
+    /// Per attribute, per head.
+    heads: Vec<Vec<Head>>,
+    /// [heads, features]: which current-row features each head may see.
     masks: Tensor,
 }
-
-/// Raw outputs of one attribute head.
-pub type HeadOutputs = Vec<Tensor>;
 
 impl StanNet {
     pub fn new(config: ModelConfig, device: Device) -> StanNet {
@@ -60,7 +60,10 @@ impl StanNet {
         let features = config.feature_width() as i64;
         let k = config.window as i64;
         let c = config.conv_channels as i64;
-        let conv_cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+        let conv_cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
         let convs = (0..config.conv_layers)
             .map(|l| {
                 let input = if l == 0 { 1 } else { c };
@@ -70,47 +73,58 @@ impl StanNet {
                 )
             })
             .collect();
-        let pooled = if k >= 2 && features >= 2 { (k / 2) * (features / 2) } else { k * features };
+        let pooled = if k >= 2 && features >= 2 {
+            (k / 2) * (features / 2)
+        } else {
+            k * features
+        };
         let channels = if config.conv_layers == 0 { 1 } else { c };
-        let context = nn::linear(&root / "cnn" / "context", channels * pooled, config.hidden as i64, Default::default());
-        let head_in = config.hidden as i64 + features;
-        let heads = config
-            .attributes
-            .iter()
-            .enumerate()
-            .map(|(a, attr)| {
-                let p = &root / "head" / format!("a{a}");
-                AttributeHead {
-                    hidden: nn::linear(&p / "hidden", head_in, config.head_hidden as i64, Default::default()),
-                    outputs: attr
-                        .heads
-                        .iter()
-                        .enumerate()
-                        .map(|(h, head)| {
-                            let out = match head {
-                                HeadSpec::Mdn => 3 * config.mixtures as i64,
-                                HeadSpec::Softmax { classes, .. } => *classes as i64,
-                            };
-                            nn::linear(&p / format!("out{h}"), config.head_hidden as i64, out, Default::default())
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        let ranges = config.feature_ranges();
-        let mut mask = vec![0f32; config.attributes.len() * features as usize];
-        if config.mask == Mask::B {
-            for a in 0..config.attributes.len() {
-                for (earlier, range) in ranges.iter().enumerate().take(a) {
-                    let _ = earlier;
-                    for f in range.0..range.1 {
-                        mask[a * features as usize + f] = 1.0;
-                    }
-                }
+        let context = nn::linear(
+            &root / "cnn" / "context",
+            channels * pooled,
+            config.hidden as i64,
+            Default::default(),
+        );
+        // Heads see the CNN summary, the most recent row itself, and (mask B) the current row.
+        let head_in = config.hidden as i64 + 2 * features;
+        let mut heads = Vec::new();
+        let mut masks = Vec::new();
+        for (a, attr) in config.attributes.iter().enumerate() {
+            let mut attribute_heads = Vec::new();
+            for (h, head) in attr.heads.iter().enumerate() {
+                let p = &root / "head" / format!("a{a}h{h}");
+                let out = match head {
+                    HeadSpec::Mdn => 3 * config.mixtures as i64,
+                    HeadSpec::Softmax { classes, .. } => *classes as i64,
+                };
+                let hh = config.head_hidden as i64;
+                attribute_heads.push(Head {
+                    hidden: nn::linear(&p / "hidden", head_in, hh, Default::default()),
+                    output: nn::linear(&p / "out", hh, out, Default::default()),
+                    mask: masks.len() as i64,
+                });
+                let visible: Vec<f32> = config
+                    .visible_features(a, h)
+                    .iter()
+                    .map(|&v| f32::from(u8::from(v)))
+                    .collect();
+                masks.push(visible);
             }
+            heads.push(attribute_heads);
         }
-        let masks = Tensor::from_slice(&mask).view([config.attributes.len() as i64, features]).to(device);
-        StanNet { config, vs, slot_inputs, convs, context, heads, masks }
+        let flat: Vec<f32> = masks.concat();
+        let masks = Tensor::from_slice(&flat)
+            .view([masks.len() as i64, features])
+            .to(device);
+        StanNet {
+            config,
+            vs,
+            slot_inputs,
+            convs,
+            context,
+            heads,
+            masks,
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -136,10 +150,15 @@ impl StanNet {
         Tensor::cat(&parts, 1)
     }
 
-    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → context [B, hidden].
+    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → context
+    /// [B, hidden + features]: the CNN's summary of the window, then the most recent row's
+    /// features as they are. Pooling blurs which row a value came from, and the last row is
+    /// what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
     pub fn context(&self, window_slots: &Tensor, valid: &Tensor, train: bool) -> Tensor {
         let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
-        let feats = self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
+        let feats =
+            self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
+        let last = feats.select(1, k - 1);
         let mut x = feats.unsqueeze(1);
         for (conv, bn) in &self.convs {
             x = x.apply(conv).apply_t(bn, train).relu();
@@ -148,15 +167,24 @@ impl StanNet {
         if h >= 2 && w >= 2 {
             x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
-        x.flatten(1, -1).apply(&self.context).relu()
+        let summary = x.flatten(1, -1).apply(&self.context).relu();
+        Tensor::cat(&[summary, last], 1)
     }
 
-    /// The heads of attribute `a`, given the context and the current row's features.
-    pub fn attribute_outputs(&self, a: usize, context: &Tensor, current_features: &Tensor) -> HeadOutputs {
-        let visible = current_features * self.masks.get(a as i64);
-        let head = &self.heads[a];
-        let h = Tensor::cat(&[context, &visible], 1).apply(&head.hidden).relu();
-        head.outputs.iter().map(|o| h.apply(o)).collect()
+    /// Raw output of head `h` of attribute `a`, given the context and the current row's features.
+    pub fn head_output(
+        &self,
+        a: usize,
+        h: usize,
+        context: &Tensor,
+        current_features: &Tensor,
+    ) -> Tensor {
+        let head = &self.heads[a][h];
+        let visible = current_features * self.masks.get(head.mask);
+        Tensor::cat(&[context, &visible], 1)
+            .apply(&head.hidden)
+            .relu()
+            .apply(&head.output)
     }
 
     /// Per-row negative log-likelihood of every attribute: [B, attributes].
@@ -169,18 +197,19 @@ impl StanNet {
             .iter()
             .enumerate()
             .map(|(a, attr)| {
-                let outs = self.attribute_outputs(a, context, &current);
                 let mut loss = Tensor::zeros([context.size()[0]], (Kind::Float, context.device()));
-                for (h, (spec, out)) in attr.heads.iter().zip(&outs).enumerate() {
+                for (h, spec) in attr.heads.iter().enumerate() {
+                    let out = self.head_output(a, h, context, &current);
                     let target = current_slots.select(1, (offsets[a] + h) as i64);
-                    loss = loss
-                        + match spec {
-                            HeadSpec::Mdn => mdn_nll(out, &target, self.config.mixtures as i64),
-                            HeadSpec::Softmax { .. } => {
-                                let t = target.to_kind(Kind::Int64).unsqueeze(1);
-                                -out.log_softmax(1, Kind::Float).gather(1, &t, false).squeeze_dim(1)
-                            }
-                        };
+                    loss += match spec {
+                        HeadSpec::Mdn => mdn_nll(&out, &target, self.config.mixtures as i64),
+                        HeadSpec::Softmax { .. } => {
+                            let t = target.to_kind(Kind::Int64).unsqueeze(1);
+                            -out.log_softmax(1, Kind::Float)
+                                .gather(1, &t, false)
+                                .squeeze_dim(1)
+                        }
+                    };
                 }
                 loss
             })

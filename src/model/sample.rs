@@ -30,6 +30,8 @@ pub struct Sampler {
     start: f64,
     span: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64>,
+    /// Per slot of a softmax head: 1 for classes that may be sampled, 0 for banned ones.
+    allowed: Vec<Vec<f32>>,
     rng: ChaCha8Rng,
 }
 
@@ -44,7 +46,20 @@ impl Sampler {
     ) -> Sampler {
         let k = net.config.window;
         let width = net.config.slot_width();
+        let mut allowed = vec![vec![]; width];
+        for (attr, offset) in net.config.attributes.iter().zip(net.config.slot_offsets()) {
+            for (h, head) in attr.heads.iter().enumerate() {
+                if let HeadSpec::Softmax { classes, banned } = head {
+                    let mut mask = vec![1f32; *classes];
+                    for &c in banned {
+                        mask[c] = 0.0;
+                    }
+                    allowed[offset + h] = mask;
+                }
+            }
+        }
         Sampler {
+            allowed,
             streams,
             window: vec![0.0; streams * k * width],
             valid: vec![0.0; streams * k],
@@ -70,15 +85,23 @@ impl Sampler {
         let offsets = config.slot_offsets();
         let mut current = vec![0f32; b * width];
         tch::no_grad(|| -> Result<()> {
-            let window = Tensor::from_slice(&self.window).view([b as i64, k as i64, width as i64]).to(device);
-            let valid = Tensor::from_slice(&self.valid).view([b as i64, k as i64]).to(device);
+            let window = Tensor::from_slice(&self.window)
+                .view([b as i64, k as i64, width as i64])
+                .to(device);
+            let valid = Tensor::from_slice(&self.valid)
+                .view([b as i64, k as i64])
+                .to(device);
             let context = self.net.context(&window, &valid, false);
             let mut null_value = vec![false; b];
             for (a, attr) in config.attributes.iter().enumerate() {
-                let cur = Tensor::from_slice(&current).view([b as i64, width as i64]).to(device);
-                let features = self.net.embed(&cur);
-                let outs = self.net.attribute_outputs(a, &context, &features);
-                for (h, (spec, out)) in attr.heads.iter().zip(&outs).enumerate() {
+                for (h, spec) in attr.heads.iter().enumerate() {
+                    // Each head sees the slots sampled so far, including its own attribute's.
+                    let cur = Tensor::from_slice(&current)
+                        .view([b as i64, width as i64])
+                        .to(device);
+                    let features = self.net.embed(&cur);
+                    let out = self.net.head_output(a, h, &context, &features);
+                    let out = &out;
                     let slot = offsets[a] + h;
                     match spec {
                         HeadSpec::Mdn => {
@@ -92,10 +115,15 @@ impl Sampler {
                                 current[r * width + slot] = mean[r * m + c] + sd[r * m + c] * z;
                             }
                         }
-                        HeadSpec::Softmax { classes, banned } => {
+                        HeadSpec::Softmax { classes, .. } => {
                             let p = to_vec(&out.softmax(1, Kind::Float))?;
+                            let allowed = &self.allowed[slot];
                             for r in 0..b {
-                                let c = pick(&p[r * classes..(r + 1) * classes], *banned, &mut self.rng);
+                                let c = pick(
+                                    &p[r * classes..(r + 1) * classes],
+                                    Some(allowed),
+                                    &mut self.rng,
+                                );
                                 current[r * width + slot] = c as f32;
                             }
                         }
@@ -108,7 +136,8 @@ impl Sampler {
                 } else {
                     // A NULL value is encoded as zeros, as in training.
                     for r in (0..b).filter(|&r| null_value[r]) {
-                        current[r * width + offsets[a]..r * width + offsets[a] + attr.slots()].fill(0.0);
+                        current[r * width + offsets[a]..r * width + offsets[a] + attr.slots()]
+                            .fill(0.0);
                     }
                     null_value.fill(false);
                 }
@@ -142,30 +171,39 @@ impl Sampler {
             let valid = &mut self.valid[r * k..(r + 1) * k];
             valid.copy_within(1.., 0);
             valid[k - 1] = 1.0;
-            rows.push(SampledRow { stream: r, slots: row.to_vec(), epoch: self.start + self.clock[r] });
+            rows.push(SampledRow {
+                stream: r,
+                slots: row.to_vec(),
+                epoch: self.start + self.clock[r],
+            });
         }
         Ok(rows)
     }
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?)
+    Ok(Vec::<f32>::try_from(
+        t.to_device(tch::Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1),
+    )?)
 }
 
-/// Draws an index from unnormalised weights, never `banned`.
-fn pick(weights: &[f32], banned: Option<usize>, rng: &mut impl Rng) -> usize {
-    let total: f32 = weights.iter().enumerate().filter(|(i, _)| Some(*i) != banned).map(|(_, w)| w).sum();
+/// Draws an index from unnormalised weights, only where `allowed` is 1.
+fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
+    let weight = |i: usize| weights[i] * allowed.map_or(1.0, |a| a[i]);
+    let total: f32 = (0..weights.len()).map(weight).sum();
     let mut u = rng.random::<f32>() * total;
     let mut last = 0;
-    for (i, w) in weights.iter().enumerate() {
-        if Some(i) == banned {
-            continue;
+    for i in 0..weights.len() {
+        let w = weight(i);
+        if w > 0.0 {
+            last = i;
+            if u < w {
+                return i;
+            }
+            u -= w;
         }
-        last = i;
-        if u < *w {
-            return i;
-        }
-        u -= w;
     }
     last
 }

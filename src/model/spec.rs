@@ -3,13 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// One output of an attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadSpec {
     /// Mixture density over a z-scored value.
     Mdn,
-    /// Softmax over `classes`; `banned` is learned but never sampled (rare categories).
-    Softmax { classes: usize, banned: Option<usize> },
+    /// Softmax over `classes`; `banned` classes are never sampled (the rare-category class,
+    /// ports and octets never seen in training).
+    Softmax { classes: usize, banned: Vec<usize> },
 }
 
 /// A unit of the autoregressive order: its heads are sampled together.
@@ -71,27 +72,41 @@ impl ModelConfig {
             })
             .collect()
     }
-    /// Feature range [start, end) of each attribute in the embedded row.
-    pub fn feature_ranges(&self) -> Vec<(usize, usize)> {
+    /// Feature range [start, end) of each slot in the embedded row.
+    pub fn slot_feature_ranges(&self) -> Vec<(usize, usize)> {
         let mut at = 0;
-        self.attributes
-            .iter()
-            .map(|a| {
-                let width: usize = a
-                    .heads
-                    .iter()
-                    .map(|h| match h {
-                        HeadSpec::Mdn => 1,
-                        HeadSpec::Softmax { classes, .. } => embedding_dim(*classes),
-                    })
-                    .sum::<usize>()
-                    + a.extra_inputs;
-                at += width;
-                (at - width, at)
-            })
-            .collect()
+        let mut ranges = Vec::with_capacity(self.slot_width());
+        for attr in &self.attributes {
+            let widths = attr
+                .heads
+                .iter()
+                .map(|h| match h {
+                    HeadSpec::Mdn => 1,
+                    HeadSpec::Softmax { classes, .. } => embedding_dim(*classes),
+                })
+                .chain(std::iter::repeat_n(1, attr.extra_inputs));
+            for w in widths {
+                ranges.push((at, at + w));
+                at += w;
+            }
+        }
+        ranges
     }
     pub fn feature_width(&self) -> usize {
-        self.feature_ranges().last().map_or(0, |r| r.1)
+        self.slot_feature_ranges().last().map_or(0, |r| r.1)
+    }
+    /// Which current-row features head `h` of attribute `a` may see: with mask B every earlier
+    /// attribute; with either mask the earlier heads of its own attribute (an address's octets
+    /// are drawn in order, so the mask treats the address as one attribute while its octets
+    /// stay consistent with each other).
+    pub fn visible_features(&self, a: usize, h: usize) -> Vec<bool> {
+        let ranges = self.slot_feature_ranges();
+        let offsets = self.slot_offsets();
+        let mut visible = vec![false; self.feature_width()];
+        let first_visible_slot = if self.mask == Mask::B { 0 } else { offsets[a] };
+        for &(start, end) in &ranges[first_visible_slot..offsets[a] + h] {
+            visible[start..end].fill(true);
+        }
+        visible
     }
 }

@@ -9,6 +9,9 @@ use rand::SeedableRng;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
+/// Epochs without a better validation loss before the learning rate is halved.
+const PLATEAU_EPOCHS: usize = 2;
+
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
     pub epochs: usize,
@@ -81,10 +84,18 @@ fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: De
     let mut slots = data.slots.clone();
     slots.extend(std::iter::repeat_n(0.0, width));
     Windows {
-        slots: Tensor::from_slice(&slots).view([rows as i64 + 1, width as i64]).to(device),
-        present: Tensor::from_slice(&data.present).view([rows as i64, attrs as i64]).to(device),
-        index: Tensor::from_slice(&index).view([rows as i64, k as i64]).to(device),
-        valid: Tensor::from_slice(&valid).view([rows as i64, k as i64]).to(device),
+        slots: Tensor::from_slice(&slots)
+            .view([rows as i64 + 1, width as i64])
+            .to(device),
+        present: Tensor::from_slice(&data.present)
+            .view([rows as i64, attrs as i64])
+            .to(device),
+        index: Tensor::from_slice(&index)
+            .view([rows as i64, k as i64])
+            .to(device),
+        valid: Tensor::from_slice(&valid)
+            .view([rows as i64, k as i64])
+            .to(device),
     }
 }
 
@@ -98,7 +109,9 @@ impl Windows {
         let context = net.context(&win, &valid, train);
         let current = self.slots.index_select(0, rows);
         let losses = net.losses(&context, &current) * self.present.index_select(0, rows);
-        losses.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float)
+        losses
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            .mean(Kind::Float)
     }
 }
 
@@ -117,11 +130,13 @@ pub fn train(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.seed);
     let mut all: Vec<i64> = (0..data.rows as i64).collect();
     all.shuffle(&mut rng);
-    let n_val = ((data.rows as f64 * settings.validation_fraction).round() as usize).min(data.rows - 1);
+    let n_val =
+        ((data.rows as f64 * settings.validation_fraction).round() as usize).min(data.rows - 1);
     let (val_rows, train_rows) = all.split_at(n_val);
     let mut train_rows = train_rows.to_vec();
 
-    let mut opt = nn::Adam::default().build(&net.vs, settings.learning_rate)?;
+    let mut learning_rate = settings.learning_rate;
+    let mut opt = nn::Adam::default().build(&net.vs, learning_rate)?;
     let mut best = (f64::INFINITY, 0usize);
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     let mut history = Vec::new();
@@ -175,6 +190,10 @@ pub fn train(
         } else if epoch - best.1 >= settings.patience {
             stopped_by = "early stopping";
             break;
+        } else if (epoch - best.1) % PLATEAU_EPOCHS == 0 {
+            // A plateau: take smaller steps from here.
+            learning_rate *= 0.5;
+            opt.set_lr(learning_rate);
         }
         if elapsed + epoch_s > settings.max_time_s {
             stopped_by = "max_time";
@@ -197,7 +216,10 @@ pub fn train(
 }
 
 fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    vs.variables().into_iter().map(|(name, t)| (name, t.detach().copy())).collect()
+    vs.variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.detach().copy()))
+        .collect()
 }
 
 fn restore(vs: &nn::VarStore, weights: &[(String, Tensor)]) {

@@ -122,7 +122,10 @@ pub fn plan_columns(
 
     let mut plans = Vec::with_capacity(columns.len());
     for col in columns {
-        let forced = overrides.iter().find(|(n, _)| n == &col.name).map(|(_, k)| k.as_str());
+        let forced = overrides
+            .iter()
+            .find(|(n, _)| n == &col.name)
+            .map(|(_, k)| k.as_str());
         let plan = plan_column(col, col.name == order_column, forced)?;
         plans.push(plan);
     }
@@ -139,7 +142,10 @@ fn plan_column(col: &ColumnInfo, is_order: bool, forced: Option<&str>) -> Result
     let t = col.type_name.as_str();
     let unsupported = |why: &str| Error::UnsupportedColumn {
         column: col.name.clone(),
-        reason: format!("{why}; skip it with columns => '{{\"{}\": \"skip\"}}'", col.name),
+        reason: format!(
+            "{why}; skip it with columns => '{{\"{}\": \"skip\"}}'",
+            col.name
+        ),
     };
     let read_as = if is_time_type(t) {
         ReadAs::Epoch
@@ -156,9 +162,8 @@ fn plan_column(col: &ColumnInfo, is_order: bool, forced: Option<&str>) -> Result
         || t == "boolean"
         || t.starts_with("character varying")
         || t.starts_with("character")
+        || forced == Some("skip")
     {
-        ReadAs::Text
-    } else if forced == Some("skip") {
         ReadAs::Text
     } else {
         return Err(unsupported(&format!("type {t} is not supported")));
@@ -169,13 +174,21 @@ fn plan_column(col: &ColumnInfo, is_order: bool, forced: Option<&str>) -> Result
         Some("port") if read_as == ReadAs::Int => Kind::Port,
         Some("category") if read_as != ReadAs::Ipv4 => Kind::Category,
         Some("count") if read_as == ReadAs::Int => Kind::Count,
-        Some("continuous") if matches!(read_as, ReadAs::Int | ReadAs::Float | ReadAs::IntervalSeconds | ReadAs::Epoch) => {
+        Some("continuous")
+            if matches!(
+                read_as,
+                ReadAs::Int | ReadAs::Float | ReadAs::IntervalSeconds | ReadAs::Epoch
+            ) =>
+        {
             Kind::Continuous
         }
         Some(k) => {
             return Err(Error::option(
                 "columns",
-                format!("column \"{}\" of type {t} cannot be modelled as {k}", col.name),
+                format!(
+                    "column \"{}\" of type {t} cannot be modelled as {k}",
+                    col.name
+                ),
             ))
         }
         None => match read_as {
@@ -186,7 +199,12 @@ fn plan_column(col: &ColumnInfo, is_order: bool, forced: Option<&str>) -> Result
             ReadAs::Text => Kind::Category,
         },
     };
-    Ok(ColumnPlan { name: col.name.clone(), type_name: col.type_name.clone(), read_as, kind })
+    Ok(ColumnPlan {
+        name: col.name.clone(),
+        type_name: col.type_name.clone(),
+        read_as,
+        kind,
+    })
 }
 
 #[cfg(test)]
@@ -194,7 +212,11 @@ mod tests {
     use super::*;
 
     fn col(name: &str, t: &str) -> ColumnInfo {
-        ColumnInfo { name: name.into(), type_name: t.into(), is_enum: false }
+        ColumnInfo {
+            name: name.into(),
+            type_name: t.into(),
+            is_enum: false,
+        }
     }
 
     #[test]
@@ -224,7 +246,8 @@ mod tests {
 
     #[test]
     fn unsupported_type_names_the_column() {
-        let err = plan_columns(&[col("te", "date"), col("payload", "jsonb")], None, &[]).unwrap_err();
+        let err =
+            plan_columns(&[col("te", "date"), col("payload", "jsonb")], None, &[]).unwrap_err();
         assert!(err.to_string().contains("\"payload\""), "{err}");
         let ok = plan_columns(
             &[col("te", "date"), col("payload", "jsonb")],
@@ -237,7 +260,8 @@ mod tests {
 
     #[test]
     fn order_by_must_be_a_time_column() {
-        let err = plan_columns(&[col("te", "date"), col("n", "integer")], Some("n"), &[]).unwrap_err();
+        let err =
+            plan_columns(&[col("te", "date"), col("n", "integer")], Some("n"), &[]).unwrap_err();
         assert!(err.to_string().contains("order_by"), "{err}");
     }
 }

@@ -13,14 +13,20 @@ fn generated_data_follows_the_training_table() {
          CREATE TABLE other (LIKE flows);
          INSERT INTO other SELECT te, td, sa, da, sp, dp, pr, flg, pkt, byt * 20 FROM flows
           WHERE pr <> 'TCP' OR extract(epoch FROM te)::bigint % 6 = 0;
-         SELECT stan_train('flows', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 8, \"seed\": 1}}');
-         SELECT stan_train('other', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 8, \"seed\": 1}}');
+         SELECT stan_train('flows', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 30, \"seed\": 1}}');
+         SELECT stan_train('other', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 30, \"seed\": 1}}');
          CREATE TABLE fake_flows AS SELECT * FROM stan_generate(NULL::flows, '12 hours', seed => 1);
          CREATE TABLE fake_other AS SELECT * FROM stan_generate(NULL::other, '12 hours', seed => 1);"
     ))
     .unwrap();
-    let (real_a, fake_a) = (protocol_mix(&mut c, "flows"), protocol_mix(&mut c, "fake_flows"));
-    let (real_b, fake_b) = (protocol_mix(&mut c, "other"), protocol_mix(&mut c, "fake_other"));
+    let (real_a, fake_a) = (
+        protocol_mix(&mut c, "flows"),
+        protocol_mix(&mut c, "fake_flows"),
+    );
+    let (real_b, fake_b) = (
+        protocol_mix(&mut c, "other"),
+        protocol_mix(&mut c, "fake_other"),
+    );
     for (real, fake) in [(&real_a, &fake_a), (&real_b, &fake_b)] {
         for p in ["TCP", "UDP", "ICMP"] {
             assert!(
@@ -29,23 +35,50 @@ fn generated_data_follows_the_training_table() {
             );
         }
     }
-    assert!(share(&fake_a, "TCP") > share(&fake_b, "TCP") + 0.1, "{fake_a:?} vs {fake_b:?}");
+    assert!(
+        share(&fake_a, "TCP") > share(&fake_b, "TCP") + 0.1,
+        "{fake_a:?} vs {fake_b:?}"
+    );
     let median = |c: &mut postgres::Client, t: &str| {
-        one_f64(c, &format!("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY byt) FROM {t}"))
+        one_f64(
+            c,
+            &format!("SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY byt) FROM {t}"),
+        )
     };
     let (ma, mb) = (median(&mut c, "fake_flows"), median(&mut c, "fake_other"));
     let (ra, rb) = (median(&mut c, "flows"), median(&mut c, "other"));
-    assert!(ma > ra / 2.0 && ma < ra * 2.0, "bytes median: real {ra}, synthetic {ma}");
-    assert!(mb > rb / 2.0 && mb < rb * 2.0, "bytes median: real {rb}, synthetic {mb}");
-    assert!(mb > 5.0 * ma, "the 20x table must generate larger flows: {mb} vs {ma}");
+    assert!(
+        ma > ra / 2.0 && ma < ra * 2.0,
+        "bytes median: real {ra}, synthetic {ma}"
+    );
+    assert!(
+        mb > rb / 2.0 && mb < rb * 2.0,
+        "bytes median: real {rb}, synthetic {mb}"
+    );
+    assert!(
+        mb > 5.0 * ma,
+        "the 20x table must generate larger flows: {mb} vs {ma}"
+    );
     // Generation covers the span from the training data's start, as many streams as in
     // training, at the training table's rate.
-    let hours = one_f64(&mut c, "SELECT extract(epoch FROM max(te) - min(te)) / 3600 FROM fake_flows");
+    let hours = one_f64(
+        &mut c,
+        "SELECT extract(epoch FROM max(te) - min(te))::float8 / 3600 FROM fake_flows",
+    );
     assert!(hours > 10.0 && hours <= 12.0, "generated span {hours} h");
-    let first = one_f64(&mut c, "SELECT extract(epoch FROM (SELECT min(te) FROM fake_flows) - (SELECT min(te) FROM flows)) / 3600");
-    assert!((0.0..1.0).contains(&first), "generation starts {first} h after the data");
-    let ratio = one_f64(&mut c, "SELECT (SELECT count(*) FROM fake_flows)::float8 / (SELECT count(*) FROM flows)");
-    assert!(ratio > 0.6 && ratio < 1.5, "synthetic/real rows over the same span: {ratio}");
+    let first = one_f64(&mut c, "SELECT extract(epoch FROM (SELECT min(te) FROM fake_flows) - (SELECT min(te) FROM flows))::float8 / 3600");
+    assert!(
+        (0.0..1.0).contains(&first),
+        "generation starts {first} h after the data"
+    );
+    let ratio = one_f64(
+        &mut c,
+        "SELECT (SELECT count(*) FROM fake_flows)::float8 / (SELECT count(*) FROM flows)",
+    );
+    assert!(
+        ratio > 0.6 && ratio < 1.5,
+        "synthetic/real rows over the same span: {ratio}"
+    );
 }
 
 #[test]
@@ -68,7 +101,10 @@ fn insert_select_catalog_and_drop() {
     assert_eq!(row.get::<_, i32>(1), 2);
     assert!(row.get::<_, bool>(2));
     assert_eq!(row.get::<_, String>(3), "flows");
-    assert_eq!(row.get::<_, i64>(4), one_i64(&mut c, "SELECT count(*) FROM flows"));
+    assert_eq!(
+        row.get::<_, i64>(4),
+        one_i64(&mut c, "SELECT count(*) FROM flows")
+    );
     let weights_in_view =
         one_i64(&mut c, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'stan' AND table_name = 'models' AND column_name = 'weights'");
     assert_eq!(weights_in_view, 0, "the view never shows weights");
@@ -77,7 +113,11 @@ fn insert_select_catalog_and_drop() {
     assert_eq!(code, "42704", "{msg}");
     assert!(msg.contains("flows"), "{msg}");
     let (code, msg) = sql_error(&mut c, "SELECT stan_drop('flows')");
-    assert_eq!((code.as_str(), msg.contains("\"flows\"")), ("42704", true), "{msg}");
+    assert_eq!(
+        (code.as_str(), msg.contains("\"flows\"")),
+        ("42704", true),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -111,21 +151,47 @@ fn first_bad_inputs_get_clear_errors() {
     )
     .unwrap();
     let cases: &[(&str, &str, &str)] = &[
-        ("SELECT stan_train('flows', options => '{\"windw\": 3}')", "22023", "windw"),
-        ("SELECT stan_train('flows', options => '{\"epochs\": 0}')", "22023", "epochs"),
+        (
+            "SELECT stan_train('flows', options => '{\"windw\": 3}')",
+            "22023",
+            "windw",
+        ),
+        (
+            "SELECT stan_train('flows', options => '{\"epochs\": 0}')",
+            "22023",
+            "epochs",
+        ),
         ("SELECT stan_train('blobs')", "0A000", "payload"),
         ("SELECT stan_train('empty')", "22000", "0 row"),
-        ("SELECT stan_train('flows', order_by => 'pkt')", "22023", "order_by"),
-        ("SELECT stan_train('flows', columns => '{\"nope\": \"skip\"}')", "22023", "nope"),
-        ("SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'missing')", "42704", "missing"),
+        (
+            "SELECT stan_train('flows', order_by => 'pkt')",
+            "22023",
+            "order_by",
+        ),
+        (
+            "SELECT stan_train('flows', columns => '{\"nope\": \"skip\"}')",
+            "22023",
+            "nope",
+        ),
+        (
+            "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'missing')",
+            "42704",
+            "missing",
+        ),
     ];
     for (sql, state, culprit) in cases {
         let (code, msg) = sql_error(&mut c, sql);
         assert_eq!(&code, state, "{sql}: {msg}");
-        assert!(msg.contains(culprit), "{sql}: message does not name {culprit}: {msg}");
+        assert!(
+            msg.contains(culprit),
+            "{sql}: message does not name {culprit}: {msg}"
+        );
     }
     // A row type that no longer matches the model.
-    c.batch_execute(&format!("SELECT stan_train('flows', options => {SMALL}); ALTER TABLE flows ADD COLUMN extra int;")).unwrap();
+    c.batch_execute(&format!(
+        "SELECT stan_train('flows', options => {SMALL}); ALTER TABLE flows ADD COLUMN extra int;"
+    ))
+    .unwrap();
     let (code, msg) = sql_error(&mut c, "SELECT * FROM stan_generate(NULL::flows, '1 hour')");
     assert_eq!(code, "42804", "{msg}");
     assert!(msg.contains("extra"), "{msg}");

@@ -1,3 +1,4 @@
 //! SQL integration tests against a real PostgreSQL with the extension installed.
 
 mod foundation;
+mod model;

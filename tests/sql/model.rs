@@ -1,0 +1,148 @@
+//! The full model on the paper's simulated process (section 5.1): x_t = 0.9 x_{t-1} + 0.1 N,
+//! y_t = 0.9 x_t + 0.1 N, 10,000 rows one second apart.
+
+use stan_sql_tests::*;
+
+/// Correlations and the paper's two regression tasks for a table with columns t, x, y.
+struct Figures {
+    r_lag: f64,
+    r_xy: f64,
+    /// T1: y_t from x_t, fitted on `table`, mean squared error on the real rows.
+    t1_mse: f64,
+    /// T2: x_{t+1} from x_t, likewise.
+    t2_mse: f64,
+}
+
+fn figures(c: &mut postgres::Client, table: &str) -> Figures {
+    let row = c
+        .query_one(
+            &format!(
+                "WITH s AS (SELECT x, y, lead(x) OVER (ORDER BY t) AS x_next FROM {table}),
+                      fit AS (SELECT regr_slope(y, x) b1, regr_intercept(y, x) a1,
+                                     regr_slope(x_next, x) b2, regr_intercept(x_next, x) a2,
+                                     corr(x_next, x) r_lag, corr(x, y) r_xy FROM s),
+                      real AS (SELECT x, y, lead(x) OVER (ORDER BY t) AS x_next FROM process)
+                 SELECT fit.r_lag, fit.r_xy,
+                        avg((real.y - (fit.a1 + fit.b1 * real.x))^2),
+                        avg((real.x_next - (fit.a2 + fit.b2 * real.x))^2)
+                   FROM real, fit GROUP BY fit.r_lag, fit.r_xy"
+            ),
+            &[],
+        )
+        .unwrap();
+    Figures {
+        r_lag: row.get(0),
+        r_xy: row.get(1),
+        t1_mse: row.get(2),
+        t2_mse: row.get(3),
+    }
+}
+
+#[test]
+fn mask_b_keeps_time_and_attribute_dependence_and_mask_a_loses_the_latter() {
+    let mut c = fresh_db("process");
+    // The process, generated in SQL from a fixed seed.
+    c.batch_execute(
+        "CREATE TABLE process (t timestamp, x float8, y float8);
+         SELECT setseed(0.42);
+         DO $$
+         DECLARE x float8 := 0; n1 float8; n2 float8;
+         BEGIN
+           FOR i IN 1..10000 LOOP
+             -- Box-Muller normals.
+             n1 := sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random());
+             n2 := sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random());
+             x := 0.9 * x + 0.1 * n1;
+             INSERT INTO process VALUES ('2024-01-01'::timestamp + i * interval '1 second', x, 0.9 * x + 0.1 * n2);
+           END LOOP;
+         END $$;
+         SELECT stan_train('process', model => 'b', options => '{\"mask\": \"B\", \"seed\": 1, \"epochs\": 30}');
+         SELECT stan_train('process', model => 'a', options => '{\"mask\": \"A\", \"seed\": 1, \"epochs\": 30}');
+         CREATE TABLE synth_b AS SELECT * FROM stan_generate(NULL::process, '10000 seconds', model => 'b', seed => 1);
+         CREATE TABLE synth_a AS SELECT * FROM stan_generate(NULL::process, '10000 seconds', model => 'a', seed => 1);",
+    )
+    .unwrap();
+    let real = figures(&mut c, "process");
+    let b = figures(&mut c, "synth_b");
+    let a = figures(&mut c, "synth_a");
+    let n_b = one_i64(&mut c, "SELECT count(*) FROM synth_b");
+    let report = format!(
+        "real: R(x,x-1) {:.3} R(x,y) {:.3} T1 {:.4} T2 {:.4}\nmask B: R(x,x-1) {:.3} R(x,y) {:.3} T1 {:.4} T2 {:.4} ({n_b} rows)\nmask A: R(x,x-1) {:.3} R(x,y) {:.3} T1 {:.4} T2 {:.4}",
+        real.r_lag, real.r_xy, real.t1_mse, real.t2_mse, b.r_lag, b.r_xy, b.t1_mse, b.t2_mse, a.r_lag, a.r_xy, a.t1_mse, a.t2_mse
+    );
+    eprintln!("{report}");
+    assert!(
+        (9_000..=11_000).contains(&n_b),
+        "one row per second: {n_b} rows\n{report}"
+    );
+    assert!((0.87..=0.93).contains(&b.r_lag), "{report}");
+    assert!((0.87..=0.93).contains(&b.r_xy), "{report}");
+    assert!(b.t1_mse <= 0.012 && b.t2_mse <= 0.012, "{report}");
+    assert!((0.87..=0.93).contains(&a.r_lag), "{report}");
+    assert!(
+        a.r_xy < b.r_xy - 0.05,
+        "mask A must lose attribute dependence\n{report}"
+    );
+}
+
+#[test]
+fn generated_values_stay_in_each_codecs_domain() {
+    let mut c = fresh_db("domains");
+    // Every codec: timestamptz order, inet, port, text with a rare value, count, a nullable
+    // column, interval, bool, and a skipped column.
+    c.batch_execute(
+        "CREATE TABLE mixed AS
+           SELECT te::timestamptz AS te, sa AS host, dp AS dport,
+                  CASE WHEN row_number() OVER (ORDER BY te, sa, sp) = 1 THEN 'RARE' ELSE pr END AS proto,
+                  pkt, CASE WHEN pkt % 4 = 0 THEN NULL ELSE flg END AS note,
+                  td * interval '1 second' AS dur, pr = 'TCP' AS is_tcp, '{}'::jsonb AS extra
+             FROM stan_demo_flows(6, '8 hours', 1, '2016-04-11 08:00');
+         SELECT stan_train('mixed', stream_by => 'host', columns => '{\"extra\": \"skip\"}',
+                           options => '{\"epochs\": 20, \"seed\": 1}');
+         CREATE TABLE synth AS SELECT * FROM stan_generate(NULL::mixed, '8 hours', seed => 2);",
+    )
+    .unwrap();
+    let n = one_i64(&mut c, "SELECT count(*) FROM synth");
+    assert!(n > 100, "{n} rows");
+    let checks: &[(&str, &str)] = &[
+        ("a rare category value is never emitted", "SELECT count(*) FROM synth WHERE proto = 'RARE'"),
+        ("categories come from training", "SELECT count(*) FROM synth WHERE proto NOT IN (SELECT proto FROM mixed)"),
+        ("well-known ports are ones seen in training", "SELECT count(*) FROM synth WHERE dport < 1024 AND dport NOT IN (SELECT dport FROM mixed)"),
+        ("ports are ports", "SELECT count(*) FROM synth WHERE dport NOT BETWEEN 0 AND 65535"),
+        ("counts stay in the observed range", "SELECT count(*) FROM synth WHERE pkt < (SELECT min(pkt) FROM mixed) OR pkt > (SELECT max(pkt) FROM mixed)"),
+        ("intervals stay in the observed range", "SELECT count(*) FROM synth WHERE dur < (SELECT min(dur) FROM mixed) OR dur > (SELECT max(dur) FROM mixed)"),
+        ("only the nullable column has NULLs", "SELECT count(*) FROM synth WHERE te IS NULL OR host IS NULL OR dport IS NULL OR proto IS NULL OR pkt IS NULL OR dur IS NULL OR is_tcp IS NULL"),
+        ("skipped columns are NULL", "SELECT count(*) FROM synth WHERE extra IS NOT NULL"),
+        ("addresses use first octets seen in training", "SELECT count(*) FROM synth WHERE split_part(host::text, '.', 1) NOT IN (SELECT split_part(host::text, '.', 1) FROM mixed)"),
+    ];
+    for (what, sql) in checks {
+        assert_eq!(one_i64(&mut c, sql), 0, "{what}: {sql}");
+    }
+    let nulls = one_f64(&mut c, "SELECT avg((note IS NULL)::int)::float8 FROM synth");
+    let real_nulls = one_f64(&mut c, "SELECT avg((note IS NULL)::int)::float8 FROM mixed");
+    assert!(
+        (nulls - real_nulls).abs() < 0.1,
+        "NULL share: synthetic {nulls}, real {real_nulls}"
+    );
+    // Mask B ties columns of a row together: the bool follows the protocol.
+    let agree = one_f64(
+        &mut c,
+        "SELECT avg((is_tcp = (proto = 'TCP'))::int)::float8 FROM synth",
+    );
+    assert!(agree > 0.9, "is_tcp agrees with proto in {agree} of rows");
+    let codecs: String = c
+        .query_one("SELECT codecs::text FROM stan.models", &[])
+        .unwrap()
+        .get(0);
+    for codec in [
+        "\"gap\"",
+        "\"ipv4\"",
+        "\"port\"",
+        "\"category\"",
+        "\"count\"",
+        "\"continuous\"",
+        "\"skip\"",
+    ] {
+        assert!(codecs.contains(codec), "{codec} missing from {codecs}");
+    }
+}
