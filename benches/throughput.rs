@@ -153,6 +153,27 @@ fn main() {
                 .collect()
         )
     );
+    let pkt_col = trained
+        .codec
+        .columns
+        .iter()
+        .position(|c| c.name == "pkt")
+        .unwrap();
+    let tcp: Vec<&Vec<Option<String>>> = rows
+        .iter()
+        .filter(|r| r[pr_col].as_deref() == Some("TCP"))
+        .collect();
+    let num =
+        |r: &Vec<Option<String>>, c: usize| -> f64 { r[c].as_ref().unwrap().parse().unwrap() };
+    let tcp_ok = tcp
+        .iter()
+        .filter(|r| num(r, byt_col) >= 40.0 * num(r, pkt_col))
+        .count();
+    println!(
+        "TCP bytes >= 40 * packets: {:.2} % of {} synthetic TCP flows (simulator: 100 %)",
+        100.0 * tcp_ok as f64 / tcp.len().max(1) as f64,
+        tcp.len()
+    );
     println!(
         "training: {:.1} s, {} epochs ({}), best val {:.4}; generation: {:.2} s, {:.0} rows/s",
         train_s,

@@ -4,6 +4,8 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 bash "$ROOT/scripts/setup.sh"
+# Again: the set-up may just have created the venv that LIBTORCH points into.
+source "$ROOT/scripts/env.sh"
 DB=${STAN_DEMO_DB:-stan_demo}
 if ! stan_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
   stan_psql -d postgres -qc "CREATE DATABASE $DB"

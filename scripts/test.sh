@@ -4,6 +4,8 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 bash "$ROOT/scripts/setup.sh"
+# Again: the set-up may just have created the venv that LIBTORCH points into.
+source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 echo "== formatting and lints"
 cargo fmt --all --check

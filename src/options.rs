@@ -23,6 +23,8 @@ pub struct TrainOptions {
     pub hidden: usize,
     pub head_hidden: usize,
     pub mask: Mask,
+    /// One window CNN per attribute (the paper's layout) instead of a shared one.
+    pub cnn_per_attribute: bool,
     /// Category values seen fewer times are never emitted.
     pub min_category_count: usize,
     pub validation_fraction: f64,
@@ -47,6 +49,7 @@ impl Default for TrainOptions {
             hidden: 64,
             head_hidden: 64,
             mask: Mask::B,
+            cnn_per_attribute: false,
             min_category_count: 5,
             validation_fraction: 0.1,
             patience: 6,
@@ -69,6 +72,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("hidden", "integer 1..4096"),
     ("head_hidden", "integer 1..4096"),
     ("mask", "\"A\" or \"B\""),
+    ("cnn_per_attribute", "true or false"),
     ("min_category_count", "integer 1..1000000"),
     ("validation_fraction", "number in [0, 0.5]"),
     ("patience", "integer 1..1000"),
@@ -136,6 +140,11 @@ impl TrainOptions {
                         Some("B") | Some("b") => Mask::B,
                         _ => return Err(Error::option(k, format!("{v} is not \"A\" or \"B\""))),
                     }
+                }
+                "cnn_per_attribute" => {
+                    o.cnn_per_attribute = v
+                        .as_bool()
+                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
                 }
                 "min_category_count" => o.min_category_count = int(k, v, 1, 1_000_000)?,
                 "validation_fraction" => {

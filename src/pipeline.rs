@@ -42,6 +42,7 @@ pub fn train_model(
         head_hidden: options.head_hidden,
         mixtures: options.mixtures,
         mask: options.mask,
+        cnn_per_attribute: options.cnn_per_attribute,
     };
     tch::manual_seed(options.seed as i64);
     let mut net = StanNet::new(config.clone(), device);

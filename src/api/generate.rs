@@ -168,6 +168,7 @@ mod stan {
             .iter()
             .map(|c| c.name.clone())
             .collect();
+        let model_name = stored.name.clone();
         let mut generator = ok(Generator::new(
             stored.codec,
             stored.config,
@@ -177,7 +178,13 @@ mod stan {
             streams,
             seed,
             start_epoch,
-        ));
+        )
+        .map_err(|e| match e {
+            stan_core::Error::CorruptModel(m) => {
+                stan_core::Error::CorruptModel(format!("model \"{model_name}\": {m}"))
+            }
+            other => other,
+        }));
         SetOfIterator::new(std::iter::from_fn(move || {
             check_for_interrupts!();
             let row = ok(generator.next_row())?;

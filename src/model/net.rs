@@ -7,6 +7,11 @@ use tch::{Device, Kind, Tensor};
 
 const LOG_SQRT_2PI: f64 = 0.918_938_533_204_672_7;
 
+struct WindowCnn {
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    context: nn::Linear,
+}
+
 struct Head {
     hidden: nn::Linear,
     output: nn::Linear,
@@ -25,8 +30,8 @@ pub struct StanNet {
     pub config: ModelConfig,
     pub vs: nn::VarStore,
     slot_inputs: Vec<SlotInput>,
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    context: nn::Linear,
+    /// One window CNN shared by all attributes, or one per attribute (the paper's layout).
+    cnns: Vec<WindowCnn>,
     /// Per attribute, per head.
     heads: Vec<Vec<Head>>,
     /// [heads, features]: which current-row features each head may see.
@@ -64,27 +69,42 @@ impl StanNet {
             padding: 1,
             ..Default::default()
         };
-        let convs = (0..config.conv_layers)
-            .map(|l| {
-                let input = if l == 0 { 1 } else { c };
-                (
-                    nn::conv2d(&root / "cnn" / format!("conv{l}"), input, c, 3, conv_cfg),
-                    nn::batch_norm2d(&root / "cnn" / format!("bn{l}"), c, Default::default()),
-                )
-            })
-            .collect();
         let pooled = if k >= 2 && features >= 2 {
             (k / 2) * (features / 2)
         } else {
             k * features
         };
         let channels = if config.conv_layers == 0 { 1 } else { c };
-        let context = nn::linear(
-            &root / "cnn" / "context",
-            channels * pooled,
-            config.hidden as i64,
-            Default::default(),
-        );
+        let cnn_names: Vec<String> = if config.cnn_per_attribute {
+            (0..config.attributes.len())
+                .map(|a| format!("cnn{a}"))
+                .collect()
+        } else {
+            vec!["cnn".to_string()]
+        };
+        let cnns = cnn_names
+            .iter()
+            .map(|name| {
+                let p = &root / name.as_str();
+                WindowCnn {
+                    convs: (0..config.conv_layers)
+                        .map(|l| {
+                            let input = if l == 0 { 1 } else { c };
+                            (
+                                nn::conv2d(&p / format!("conv{l}"), input, c, 3, conv_cfg),
+                                nn::batch_norm2d(&p / format!("bn{l}"), c, Default::default()),
+                            )
+                        })
+                        .collect(),
+                    context: nn::linear(
+                        &p / "context",
+                        channels * pooled,
+                        config.hidden as i64,
+                        Default::default(),
+                    ),
+                }
+            })
+            .collect();
         // Heads see the CNN summary, the most recent row itself, and (mask B) the current row.
         let head_in = config.hidden as i64 + 2 * features;
         let mut heads = Vec::new();
@@ -120,8 +140,7 @@ impl StanNet {
             config,
             vs,
             slot_inputs,
-            convs,
-            context,
+            cnns,
             heads,
             masks,
         }
@@ -150,25 +169,30 @@ impl StanNet {
         Tensor::cat(&parts, 1)
     }
 
-    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → context
-    /// [B, hidden + features]: the CNN's summary of the window, then the most recent row's
-    /// features as they are. Pooling blurs which row a value came from, and the last row is
-    /// what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
-    pub fn context(&self, window_slots: &Tensor, valid: &Tensor, train: bool) -> Tensor {
+    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → one context
+    /// [B, hidden + features] per window CNN: the CNN's summary of the window, then the most
+    /// recent row's features as they are. Pooling blurs which row a value came from, and the
+    /// last row is what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
+    pub fn context(&self, window_slots: &Tensor, valid: &Tensor, train: bool) -> Vec<Tensor> {
         let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
         let feats =
             self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
         let last = feats.select(1, k - 1);
-        let mut x = feats.unsqueeze(1);
-        for (conv, bn) in &self.convs {
-            x = x.apply(conv).apply_t(bn, train).relu();
-        }
-        let (_, _, h, w) = x.size4().expect("4-d");
-        if h >= 2 && w >= 2 {
-            x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-        }
-        let summary = x.flatten(1, -1).apply(&self.context).relu();
-        Tensor::cat(&[summary, last], 1)
+        self.cnns
+            .iter()
+            .map(|cnn| {
+                let mut x = feats.unsqueeze(1);
+                for (conv, bn) in &cnn.convs {
+                    x = x.apply(conv).apply_t(bn, train).relu();
+                }
+                let (_, _, h, w) = x.size4().expect("4-d");
+                if h >= 2 && w >= 2 {
+                    x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                }
+                let summary = x.flatten(1, -1).apply(&cnn.context).relu();
+                Tensor::cat(&[&summary, &last], 1)
+            })
+            .collect()
     }
 
     /// Raw output of head `h` of attribute `a`, given the context and the current row's features.
@@ -176,10 +200,11 @@ impl StanNet {
         &self,
         a: usize,
         h: usize,
-        context: &Tensor,
+        contexts: &[Tensor],
         current_features: &Tensor,
     ) -> Tensor {
         let head = &self.heads[a][h];
+        let context = &contexts[if contexts.len() > 1 { a } else { 0 }];
         let visible = current_features * self.masks.get(head.mask);
         Tensor::cat(&[context, &visible], 1)
             .apply(&head.hidden)
@@ -188,7 +213,7 @@ impl StanNet {
     }
 
     /// Per-row negative log-likelihood of every attribute: [B, attributes].
-    pub fn losses(&self, context: &Tensor, current_slots: &Tensor) -> Tensor {
+    pub fn losses(&self, contexts: &[Tensor], current_slots: &Tensor) -> Tensor {
         let current = self.embed(current_slots);
         let offsets = self.config.slot_offsets();
         let per_attribute: Vec<Tensor> = self
@@ -197,9 +222,10 @@ impl StanNet {
             .iter()
             .enumerate()
             .map(|(a, attr)| {
-                let mut loss = Tensor::zeros([context.size()[0]], (Kind::Float, context.device()));
+                let rows = current_slots.size()[0];
+                let mut loss = Tensor::zeros([rows], (Kind::Float, current_slots.device()));
                 for (h, spec) in attr.heads.iter().enumerate() {
-                    let out = self.head_output(a, h, context, &current);
+                    let out = self.head_output(a, h, contexts, &current);
                     let target = current_slots.select(1, (offsets[a] + h) as i64);
                     loss += match spec {
                         HeadSpec::Mdn => mdn_nll(&out, &target, self.config.mixtures as i64),

@@ -50,6 +50,9 @@ pub struct ModelConfig {
     pub head_hidden: usize,
     pub mixtures: usize,
     pub mask: Mask,
+    /// One window CNN per attribute (the paper) instead of one shared by all.
+    #[serde(default)]
+    pub cnn_per_attribute: bool,
 }
 
 /// Width of a softmax head's learned input embedding.

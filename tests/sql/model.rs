@@ -146,3 +146,42 @@ fn generated_values_stay_in_each_codecs_domain() {
         assert!(codecs.contains(codec), "{codec} missing from {codecs}");
     }
 }
+
+#[test]
+fn stored_weights_are_validated_when_loaded() {
+    let mut c = fresh_db("weights");
+    c.batch_execute(
+        "CREATE TABLE flows AS SELECT * FROM stan_demo_flows(2, '1 hour');
+         SELECT stan_train('flows', options => '{\"epochs\": 1}');
+         CREATE TABLE good AS SELECT weights FROM stan.model_store;",
+    )
+    .unwrap();
+    let corruptions: &[(&str, &str)] = &[
+        ("truncated", "UPDATE stan.model_store SET weights = substring((SELECT weights FROM good) FROM 1 FOR 5000)"),
+        ("foreign bytes", "UPDATE stan.model_store SET weights = '\\x89504e470d0a1a0a'::bytea"),
+        ("empty", "UPDATE stan.model_store SET weights = ''::bytea"),
+        ("wrong version", "UPDATE stan.model_store SET weights = overlay((SELECT weights FROM good) PLACING '\\x63000000'::bytea FROM 9)"),
+        ("flipped header length", "UPDATE stan.model_store SET weights = overlay((SELECT weights FROM good) PLACING '\\xffffffff'::bytea FROM 13)"),
+        ("network of another shape", "UPDATE stan.model_store SET config = jsonb_set(config, '{hidden}', '99')"),
+    ];
+    for (what, corrupt) in corruptions {
+        c.batch_execute(&format!("BEGIN; {corrupt};")).unwrap();
+        let (code, msg) = sql_error(
+            &mut c,
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour')",
+        );
+        assert_eq!(code, "XX001", "{what}: {msg}");
+        assert!(
+            msg.contains("\"flows\"") || msg.contains("weights") || msg.contains("weight"),
+            "{what}: {msg}"
+        );
+        c.batch_execute("ROLLBACK").unwrap();
+    }
+    // The untouched model still generates.
+    assert!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', seed => 1)"
+        ) > 0
+    );
+}
