@@ -139,6 +139,22 @@ impl ColumnCodec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TableCodec {
     pub columns: Vec<ColumnCodec>,
+    /// Bounds on the ratio of each pair of count columns seen in training (bytes per packet).
+    #[serde(default)]
+    pub ratios: Vec<RatioBound>,
+}
+
+/// `columns[numerator] / columns[denominator]` stayed within [min, max] in every training row
+/// where both were present and the denominator positive. Generated rows keep it: the later
+/// count is clamped into the bounds the earlier one implies, as a count is kept within its
+/// observed range. (A mixture's tails would otherwise give, say, TCP flows under 40 bytes per
+/// packet.)
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RatioBound {
+    pub numerator: usize,
+    pub denominator: usize,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// Training rows encoded for the model, sorted by stream then time.
@@ -253,7 +269,8 @@ impl TableCodec {
                 codec,
             });
         }
-        let codec = TableCodec { columns };
+        let ratios = fit_ratios(&columns, values);
+        let codec = TableCodec { columns, ratios };
         let encoded = codec.encode(values, &order, &gaps, &times, stream_starts)?;
         Ok((codec, encoded))
     }
@@ -430,7 +447,8 @@ impl TableCodec {
     pub fn decode_row(&self, slots: &[f32], epoch: f64, rng: &mut impl Rng) -> Vec<Option<String>> {
         let layout = self.layout();
         let mut out = Vec::with_capacity(self.columns.len());
-        for (col, at) in self.columns.iter().zip(layout) {
+        let mut counts: Vec<Option<i64>> = vec![None; self.columns.len()];
+        for (c, (col, at)) in self.columns.iter().zip(layout).enumerate() {
             if at.null_slot.is_some_and(|ns| slots[ns] >= 0.5) {
                 out.push(None);
                 continue;
@@ -451,7 +469,8 @@ impl TableCodec {
                 }
                 Codec::Count { min, max, scale } => {
                     let x = (scale.from_z(slots[v]).exp_m1().round() as i64).saturating_add(*min);
-                    Some(x.clamp(*min, *max).to_string())
+                    counts[c] = Some(x.clamp(*min, *max));
+                    counts[c].map(|x| x.to_string())
                 }
                 Codec::Continuous {
                     log,
@@ -467,8 +486,51 @@ impl TableCodec {
             };
             out.push(text);
         }
+        for r in &self.ratios {
+            if let (Some(num), Some(den)) = (counts[r.numerator], counts[r.denominator]) {
+                if den > 0 {
+                    let low = (r.min * den as f64).ceil() as i64;
+                    let high = (r.max * den as f64).floor() as i64;
+                    if num < low || num > high {
+                        let fixed = num.clamp(low, high.max(low));
+                        counts[r.numerator] = Some(fixed);
+                        out[r.numerator] = Some(fixed.to_string());
+                    }
+                }
+            }
+        }
         out
     }
+}
+
+/// Ratio bounds between every pair of count columns (the later one over the earlier one).
+fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBound> {
+    let counts: Vec<usize> = (0..columns.len())
+        .filter(|&c| matches!(columns[c].codec, Codec::Count { .. }))
+        .collect();
+    let mut out = Vec::new();
+    for (i, &den) in counts.iter().enumerate() {
+        for &num in &counts[i + 1..] {
+            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+            for r in 0..values[den].len() {
+                if let (Some(d), Some(n)) = (values[den].as_f64(r), values[num].as_f64(r)) {
+                    if d > 0.0 {
+                        min = min.min(n / d);
+                        max = max.max(n / d);
+                    }
+                }
+            }
+            if min.is_finite() && max.is_finite() {
+                out.push(RatioBound {
+                    numerator: num,
+                    denominator: den,
+                    min,
+                    max,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn format_continuous(x: f64, col: &ColumnCodec) -> String {

@@ -99,6 +99,62 @@ fn fitted_codecs_are_as_designed() {
 }
 
 #[test]
+fn counts_keep_the_ratio_bounds_seen_in_training() {
+    let info = |n: &str, t: &str| ColumnInfo {
+        name: n.into(),
+        type_name: t.into(),
+        is_enum: false,
+    };
+    let plans = plan_columns(
+        &[
+            info("te", "date"),
+            info("pkt", "bigint"),
+            info("byt", "bigint"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let n = 300;
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(i as f64 * 86_400.0)).collect()),
+        ColumnValues::Int((0..n).map(|i| Some(1 + i as i64 % 90)).collect()),
+        ColumnValues::Int(
+            (0..n)
+                .map(|i| Some((1 + i as i64 % 90) * (40 + i as i64 % 7)))
+                .collect(),
+        ),
+    ];
+    let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    assert_eq!(
+        codec.ratios,
+        vec![RatioBound {
+            numerator: 2,
+            denominator: 1,
+            min: 40.0,
+            max: 46.0
+        }]
+    );
+    // A generated row with 10 packets and far too few bytes gets 40 bytes per packet.
+    let width = codec.slot_width();
+    let mut row = enc.slots[..width].to_vec();
+    let Codec::Count { min, scale, .. } = &codec.columns[1].codec else {
+        panic!()
+    };
+    // Slots: gap and time of day (3), then packets, then bytes.
+    row[3] = scale.to_z((10.0 - *min as f64).ln_1p());
+    let Codec::Count { min, scale, .. } = &codec.columns[2].codec else {
+        panic!()
+    };
+    row[4] = scale.to_z((50.0 - *min as f64).ln_1p());
+    let out = codec.decode_row(&row, 0.0, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    assert_eq!(
+        (out[1].as_deref(), out[2].as_deref()),
+        (Some("10"), Some("400"))
+    );
+}
+
+#[test]
 fn encoded_rows_decode_to_the_original_values() {
     let (plans, values) = table();
     let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();

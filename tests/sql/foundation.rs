@@ -79,6 +79,30 @@ fn generated_data_follows_the_training_table() {
         ratio > 0.6 && ratio < 1.5,
         "synthetic/real rows over the same span: {ratio}"
     );
+
+    // On a sample large enough to average out bursts (4x the streams), the protocol mix is
+    // within 2 points of the training table's, and TCP flows keep bytes >= 40 * packets at the
+    // simulator's own rate.
+    c.batch_execute("CREATE TABLE big AS SELECT * FROM stan_generate(NULL::flows, '12 hours', seed => 2, streams => 48)")
+        .unwrap();
+    let big = protocol_mix(&mut c, "big");
+    for p in ["TCP", "UDP", "ICMP"] {
+        assert!(
+            (share(&real_a, p) - share(&big, p)).abs() <= 0.02,
+            "{p}: real {real_a:?} vs synthetic {big:?}"
+        );
+    }
+    let rule = |c: &mut postgres::Client, t: &str| {
+        one_f64(
+            c,
+            &format!("SELECT avg((byt >= 40 * pkt)::int)::float8 FROM {t} WHERE pr = 'TCP'"),
+        )
+    };
+    let (real_rule, synthetic_rule) = (rule(&mut c, "flows"), rule(&mut c, "big"));
+    assert!(
+        synthetic_rule >= real_rule,
+        "TCP bytes >= 40 * packets: real {real_rule}, synthetic {synthetic_rule}"
+    );
 }
 
 #[test]
