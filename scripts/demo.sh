@@ -12,39 +12,41 @@ if ! stan_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'
 fi
 echo "== training on simulated flows (database $DB)"
 stan_psql -d "$DB" -q <<'SQL'
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS stan;
 DROP TABLE IF EXISTS flows, fake;
 -- One day of 24 simulated hosts; each internal host is one stream.
 CREATE TABLE flows AS SELECT * FROM stan_demo_flows(hosts => 24, span => '1 day');
 SET client_min_messages = notice;
 SET stan.threads = 2;
+\echo (progress: one NOTICE per epoch)
 SELECT stan_train('flows',
                   stream_by => $$CASE WHEN sa << '10.1.0.0/16' THEN sa ELSE da END$$,
-                  options => '{"epochs": 12, "batch_size": 128, "seed": 1}');
+                  options => '{"seed": 1}');
 CREATE TABLE fake (LIKE flows);
 \timing on
 INSERT INTO fake SELECT * FROM stan_generate(NULL::flows, '1 hour', seed => 1);
 \timing off
 SQL
 echo
-echo "== real (first hour of the training day) vs synthetic (one generated hour)"
+echo "== real vs synthetic: the first hour of the training day vs one generated hour (generation starts where the data starts)"
 stan_psql -d "$DB" <<'SQL'
-CREATE TEMP VIEW real_hour AS SELECT * FROM flows WHERE te < (SELECT min(te) FROM flows) + interval '1 hour';
 \pset footer off
-SELECT 'rows' AS what, (SELECT count(*) FROM real_hour)::text AS real, (SELECT count(*) FROM fake)::text AS synthetic
-UNION ALL SELECT 'rows, whole training day', (SELECT count(*) FROM flows)::text, '';
+CREATE TEMP VIEW real_hour AS SELECT * FROM flows WHERE te < (SELECT min(te) FROM flows) + interval '1 hour';
+SELECT (SELECT count(*) FROM real_hour) AS "real rows", (SELECT count(*) FROM fake) AS "synthetic rows",
+       (SELECT count(*) FROM flows) AS "training rows (whole day)";
 SELECT coalesce(r.pr, f.pr) AS protocol,
        round(100.0 * r.n / sum(r.n) OVER (), 1) AS "real %",
        round(100.0 * f.n / sum(f.n) OVER (), 1) AS "synthetic %"
-  FROM (SELECT pr, count(*) n FROM flows GROUP BY pr) r
+  FROM (SELECT pr, count(*) n FROM real_hour GROUP BY pr) r
   FULL JOIN (SELECT pr, count(*) n FROM fake GROUP BY pr) f USING (pr) ORDER BY 1;
 SELECT r.rank, r.dp AS "real dport", r.n AS "real n", f.dp AS "synthetic dport", f.n AS "synthetic n"
-  FROM (SELECT dp, count(*) n, row_number() OVER (ORDER BY count(*) DESC, dp) rank FROM flows GROUP BY dp) r
+  FROM (SELECT dp, count(*) n, row_number() OVER (ORDER BY count(*) DESC, dp) rank FROM real_hour GROUP BY dp) r
   JOIN (SELECT dp, count(*) n, row_number() OVER (ORDER BY count(*) DESC, dp) rank FROM fake GROUP BY dp) f USING (rank)
  WHERE rank <= 5 ORDER BY rank;
-SELECT 'bytes' AS column, 'real' AS data, percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY byt) AS "p10 p25 p50 p75 p90 p99" FROM flows
+SELECT 'bytes' AS column, 'real' AS data, percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY byt) AS "p10 p25 p50 p75 p90 p99" FROM real_hour
 UNION ALL SELECT 'bytes', 'synthetic', percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY byt) FROM fake
-UNION ALL SELECT 'packets', 'real', percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY pkt) FROM flows
+UNION ALL SELECT 'packets', 'real', percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY pkt) FROM real_hour
 UNION ALL SELECT 'packets', 'synthetic', percentile_disc(array[0.1, 0.25, 0.5, 0.75, 0.9, 0.99]) WITHIN GROUP (ORDER BY pkt) FROM fake;
 SELECT name, version, rows, streams, round(training_seconds::numeric, 1) AS training_s, device, weight_bytes FROM stan.models;
 SQL

@@ -99,3 +99,94 @@ pub fn load(config: ModelConfig, bytes: &[u8], device: Device) -> Result<StanNet
     })?;
     Ok(net)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttributeSpec, HeadSpec, Mask};
+    use rand::{Rng, SeedableRng};
+
+    fn small_config() -> ModelConfig {
+        ModelConfig {
+            attributes: vec![
+                AttributeSpec {
+                    name: "te".into(),
+                    heads: vec![HeadSpec::Mdn],
+                    extra_inputs: 2,
+                },
+                AttributeSpec {
+                    name: "pr".into(),
+                    heads: vec![HeadSpec::Softmax {
+                        classes: 3,
+                        banned: vec![],
+                    }],
+                    extra_inputs: 0,
+                },
+            ],
+            window: 3,
+            conv_layers: 1,
+            conv_channels: 2,
+            hidden: 4,
+            head_hidden: 4,
+            mixtures: 2,
+            mask: Mask::B,
+            cnn_per_attribute: false,
+        }
+    }
+
+    #[test]
+    fn saved_weights_load_back_identically() {
+        let net = StanNet::new(small_config(), Device::Cpu);
+        let bytes = save(&net).unwrap();
+        let loaded = load(small_config(), &bytes, Device::Cpu).unwrap();
+        assert_eq!(save(&loaded).unwrap(), bytes);
+    }
+
+    /// 10,000 mutated blobs: every one loads cleanly or fails with an error, never a panic.
+    #[test]
+    fn mutated_weights_never_panic() {
+        let good = save(&StanNet::new(small_config(), Device::Cpu)).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
+        let (mut loaded, mut refused) = (0, 0);
+        for case in 0..10_000 {
+            let mut bytes = good.clone();
+            match case % 5 {
+                0 => {
+                    let i = rng.random_range(0..bytes.len());
+                    bytes[i] ^= 1 << rng.random_range(0..8);
+                }
+                1 => {
+                    for _ in 0..rng.random_range(1..16) {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                }
+                2 => bytes.truncate(rng.random_range(0..bytes.len())),
+                3 => {
+                    let i = rng.random_range(0..bytes.len());
+                    let extra: Vec<u8> =
+                        (0..rng.random_range(1..64)).map(|_| rng.random()).collect();
+                    bytes.splice(i..i, extra);
+                }
+                _ => {
+                    // The safetensors header length and its JSON, where parsers are most fragile.
+                    let i = rng.random_range(12..(12 + 8 + 64).min(bytes.len()));
+                    bytes[i] = rng.random();
+                }
+            }
+            let outcome =
+                std::panic::catch_unwind(|| load(small_config(), &bytes, Device::Cpu).is_ok());
+            match outcome {
+                Ok(true) => loaded += 1,
+                Ok(false) => refused += 1,
+                Err(_) => panic!("case {case}: loading mutated weights panicked"),
+            }
+        }
+        eprintln!("mutated weights: {loaded} loaded, {refused} refused, 0 panics");
+        assert_eq!(loaded + refused, 10_000);
+        assert!(
+            refused > 3_000,
+            "only {refused} of 10,000 mutations were refused"
+        );
+    }
+}

@@ -162,6 +162,44 @@ fn the_same_seed_gives_the_same_rows() {
     };
     assert_eq!(digest(&mut c, 7), digest(&mut c, 7));
     assert_ne!(digest(&mut c, 7), digest(&mut c, 8));
+
+    // `start` moves generated time; `streams` sets how many sequences run; a LIMIT stops the
+    // lazy generation early.
+    let row = c
+        .query_one(
+            "SELECT min(te) >= '2030-01-01', max(te) <= '2030-01-01 02:00', count(*)
+               FROM stan_generate(NULL::flows, '2 hours', seed => 1, start => '2030-01-01 00:00+00')",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    let one = row.get::<_, i64>(2);
+    let many = one_i64(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '2 hours', seed => 1, streams => 10)",
+    );
+    assert!(
+        many > 3 * one,
+        "10 streams gave {many} rows, the default gave {one}"
+    );
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM (SELECT * FROM stan_generate(NULL::flows, '30 days') LIMIT 5) s"
+        ),
+        5
+    );
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT * FROM stan_generate(NULL::flows, '0 seconds')",
+    );
+    assert_eq!(code, "22023", "{msg}");
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT * FROM stan_generate(NULL::flows, '1 hour', streams => 0)",
+    );
+    assert_eq!(code, "22023", "{msg}");
+    assert!(msg.contains("streams"), "{msg}");
 }
 
 #[test]
