@@ -149,13 +149,20 @@ pub struct TableCodec {
 /// count is clamped into the bounds the earlier one implies, as a count is kept within its
 /// observed range. (A mixture's tails would otherwise give, say, TCP flows under 40 bytes per
 /// packet.)
+/// With `given`, the bound held in the rows where that category column had that value (bytes
+/// per packet of TCP flows), and applies to generated rows with that value.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RatioBound {
     pub numerator: usize,
     pub denominator: usize,
     pub min: f64,
     pub max: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<(usize, String)>,
 }
+
+/// Category columns with at most this many values also get per-value ratio bounds.
+const MAX_RATIO_CONDITIONS: usize = 32;
 
 /// Training rows encoded for the model, sorted by stream then time.
 #[derive(Debug, Clone)]
@@ -487,6 +494,11 @@ impl TableCodec {
             out.push(text);
         }
         for r in &self.ratios {
+            if let Some((column, value)) = &r.given {
+                if out[*column].as_deref() != Some(value.as_str()) {
+                    continue;
+                }
+            }
             if let (Some(num), Some(den)) = (counts[r.numerator], counts[r.denominator]) {
                 if den > 0 {
                     let low = (r.min * den as f64).ceil() as i64;
@@ -503,30 +515,61 @@ impl TableCodec {
     }
 }
 
-/// Ratio bounds between every pair of count columns (the later one over the earlier one).
+/// Ratio bounds between every pair of count columns (the later one over the earlier one):
+/// over all rows, and per value of each small category column where that is tighter.
 fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBound> {
     let counts: Vec<usize> = (0..columns.len())
         .filter(|&c| matches!(columns[c].codec, Codec::Count { .. }))
         .collect();
+    let conditions: Vec<(usize, &Vec<String>)> = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(c, col)| match &col.codec {
+            Codec::Category { values, .. } if values.len() <= MAX_RATIO_CONDITIONS => {
+                Some((c, values))
+            }
+            _ => None,
+        })
+        .collect();
     let mut out = Vec::new();
     for (i, &den) in counts.iter().enumerate() {
         for &num in &counts[i + 1..] {
-            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-            for r in 0..values[den].len() {
-                if let (Some(d), Some(n)) = (values[den].as_f64(r), values[num].as_f64(r)) {
-                    if d > 0.0 {
-                        min = min.min(n / d);
-                        max = max.max(n / d);
+            let ratio = |r: usize| match (values[den].as_f64(r), values[num].as_f64(r)) {
+                (Some(d), Some(n)) if d > 0.0 => Some(n / d),
+                _ => None,
+            };
+            let bounds = |rows: &mut dyn Iterator<Item = usize>| {
+                rows.filter_map(ratio)
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                        (lo.min(x), hi.max(x))
+                    })
+            };
+            let (min, max) = bounds(&mut (0..values[den].len()));
+            if !(min.is_finite() && max.is_finite()) {
+                continue;
+            }
+            out.push(RatioBound {
+                numerator: num,
+                denominator: den,
+                min,
+                max,
+                given: None,
+            });
+            for &(c, kept) in &conditions {
+                for value in kept {
+                    let mut rows = (0..values[c].len())
+                        .filter(|&r| values[c].as_text(r).as_deref() == Some(value.as_str()));
+                    let (lo, hi) = bounds(&mut rows);
+                    if lo.is_finite() && hi.is_finite() && (lo > min || hi < max) {
+                        out.push(RatioBound {
+                            numerator: num,
+                            denominator: den,
+                            min: lo,
+                            max: hi,
+                            given: Some((c, value.clone())),
+                        });
                     }
                 }
-            }
-            if min.is_finite() && max.is_finite() {
-                out.push(RatioBound {
-                    numerator: num,
-                    denominator: den,
-                    min,
-                    max,
-                });
             }
         }
     }

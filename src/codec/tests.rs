@@ -132,7 +132,8 @@ fn counts_keep_the_ratio_bounds_seen_in_training() {
             numerator: 2,
             denominator: 1,
             min: 40.0,
-            max: 46.0
+            max: 46.0,
+            given: None
         }]
     );
     // A generated row with 10 packets and far too few bytes gets 40 bytes per packet.
@@ -239,4 +240,83 @@ fn streams_are_sorted_apart_and_gaps_restart() {
     let gap = |p: usize| codec.gap_seconds(enc.slots[p * width]);
     assert!((gap(1) - 2.0).abs() < 1e-3 && (gap(201) - 2.0).abs() < 1e-3);
     assert!(gap(0).abs() < 1e-3 && (gap(200) - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn ratio_bounds_are_also_kept_per_category_value() {
+    let info = |n: &str, t: &str| ColumnInfo {
+        name: n.into(),
+        type_name: t.into(),
+        is_enum: false,
+    };
+    let plans = plan_columns(
+        &[
+            info("te", "date"),
+            info("pr", "text"),
+            info("pkt", "bigint"),
+            info("byt", "bigint"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let n = 400;
+    // TCP flows carry 40..46 bytes per packet, UDP ones 28..30.
+    let tcp = |i: usize| i % 2 == 0;
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(i as f64 * 86_400.0)).collect()),
+        ColumnValues::Text(
+            (0..n)
+                .map(|i| Some(if tcp(i) { "TCP" } else { "UDP" }.to_string()))
+                .collect(),
+        ),
+        ColumnValues::Int((0..n).map(|i| Some(1 + i as i64 % 90)).collect()),
+        ColumnValues::Int(
+            (0..n)
+                .map(|i| {
+                    Some(
+                        (1 + i as i64 % 90)
+                            * if tcp(i) {
+                                40 + i as i64 % 7
+                            } else {
+                                28 + i as i64 % 3
+                            },
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    assert!(codec.ratios.contains(&RatioBound {
+        numerator: 3,
+        denominator: 2,
+        min: 40.0,
+        max: 46.0,
+        given: Some((1, "TCP".into()))
+    }));
+    // A generated TCP row with 10 packets and 300 bytes is lifted to 400; as UDP it would stay.
+    let width = codec.slot_width();
+    let mut row = enc.slots[..width].to_vec();
+    let tcp_class = ["TCP", "UDP"].iter().position(|v| matches!(&codec.columns[1].codec, Codec::Category { values, .. } if values[0] == *v)).unwrap();
+    row[3] = tcp_class as f32;
+    let Codec::Count { min, scale, .. } = &codec.columns[2].codec else {
+        panic!()
+    };
+    row[4] = scale.to_z((10.0 - *min as f64).ln_1p());
+    let Codec::Count { min, scale, .. } = &codec.columns[3].codec else {
+        panic!()
+    };
+    row[5] = scale.to_z((300.0 - *min as f64).ln_1p());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let out = codec.decode_row(&row, 0.0, &mut rng);
+    assert_eq!(
+        (out[1].as_deref(), out[3].as_deref()),
+        (Some("TCP"), Some("400"))
+    );
+    row[3] = 1.0 - tcp_class as f32;
+    let out = codec.decode_row(&row, 0.0, &mut rng);
+    assert_eq!(
+        (out[1].as_deref(), out[3].as_deref()),
+        (Some("UDP"), Some("300"))
+    );
 }
