@@ -262,7 +262,7 @@ fn ratio_bounds_are_also_kept_per_category_value() {
     .unwrap();
     let n = 400;
     // TCP flows carry 40..46 bytes per packet, UDP ones 28..30.
-    let tcp = |i: usize| i % 2 == 0;
+    let tcp = |i: usize| i.is_multiple_of(2);
     let values = vec![
         ColumnValues::Float((0..n).map(|i| Some(i as f64 * 86_400.0)).collect()),
         ColumnValues::Text(
