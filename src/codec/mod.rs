@@ -72,11 +72,15 @@ impl ColumnValues {
 #[serde(tag = "codec", rename_all = "snake_case")]
 pub enum Codec {
     /// The order column: log(1 + gap seconds) scaled; `start` is the training data's first
-    /// time, `resolution` the time step of the source (1 s for NetFlow exports).
+    /// time, `resolution` the time step of the source (1 s for NetFlow exports), `max` the
+    /// longest gap seen (a generated gap never exceeds it, so no stream falls silent for longer
+    /// than any stream did).
     Gap {
         scale: Scale,
         start: f64,
         resolution: f64,
+        #[serde(default = "unbounded")]
+        max: f64,
     },
     /// Octet values never seen at each of the four positions (never generated).
     Ipv4 { unseen: Vec<Vec<u8>> },
@@ -257,10 +261,12 @@ impl TableCodec {
         for (plan, vals) in plans.iter().zip(values) {
             let codec = if plan.kind == Kind::Order {
                 let scale = Scale::fit(gaps.iter().map(|g| g.ln_1p()));
+                let max = gaps.iter().copied().fold(0.0, f64::max);
                 Codec::Gap {
                     scale,
                     start,
                     resolution,
+                    max,
                 }
             } else {
                 fit_column(plan, vals, min_category_count)?
@@ -326,6 +332,7 @@ impl TableCodec {
                 scale,
                 start,
                 resolution,
+                ..
             } => (*scale, *start, *resolution),
             _ => unreachable!("the order column comes first"),
         }
@@ -334,7 +341,11 @@ impl TableCodec {
     /// Seconds to the next row of a stream, from the gap head's z-score.
     pub fn gap_seconds(&self, z: f32) -> f64 {
         let (scale, _, _) = self.gap_scale();
-        scale.from_z(z).exp_m1().max(0.0)
+        let max = match &self.columns[0].codec {
+            Codec::Gap { max, .. } => *max,
+            _ => f64::INFINITY,
+        };
+        scale.from_z(z).exp_m1().clamp(0.0, max)
     }
 
     fn layout(&self) -> Vec<ColumnLayout> {
@@ -576,6 +587,10 @@ fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBoun
     out
 }
 
+fn unbounded() -> f64 {
+    f64::INFINITY
+}
+
 fn format_continuous(x: f64, col: &ColumnCodec) -> String {
     match col.read_as {
         ReadAs::Int => format!("{}", x.round() as i64),
@@ -635,40 +650,50 @@ fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize)
         }
         Kind::Category => category::fit(name, vals, min_category_count),
         Kind::Integer => {
-            let mut distinct: Vec<i64> = numbers().map(|x| x as i64).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() <= MAX_INTEGER_CATEGORIES {
+            // A category (protocol, flags, ToS) when few values cover the rows, each seen often
+            // enough to be emitted; otherwise a count.
+            let mut frequency: std::collections::HashMap<i64, usize> =
+                std::collections::HashMap::new();
+            for x in numbers() {
+                *frequency.entry(x as i64).or_default() += 1;
+            }
+            let frequent: usize = frequency
+                .values()
+                .filter(|&&n| n >= min_category_count)
+                .sum();
+            if frequency.len() <= MAX_INTEGER_CATEGORIES && frequent * 10 >= non_null * 9 {
                 category::fit(name, vals, min_category_count)
             } else {
                 fit_count(name, numbers())
             }
         }
         Kind::Count => fit_count(name, numbers()),
-        Kind::Continuous => {
-            if let Some(bad) = numbers().find(|x| !x.is_finite()) {
-                return Err(Error::column(
-                    name,
-                    format!("{bad} cannot be modelled; use NULL for unknown values"),
-                ));
-            }
-            let mut sorted: Vec<f64> = numbers().collect();
-            sorted.sort_by(f64::total_cmp);
-            let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
-            let log = number::is_heavy_tailed(&sorted);
-            let scale = if log {
-                Scale::fit(sorted.iter().map(|x| (x - min).ln_1p()))
-            } else {
-                Scale::fit(sorted.iter().copied())
-            };
-            Ok(Codec::Continuous {
-                log,
-                min,
-                max,
-                scale,
-            })
-        }
+        Kind::Continuous => fit_continuous(name, numbers()),
     }
+}
+
+fn fit_continuous(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Result<Codec> {
+    if let Some(bad) = numbers.clone().find(|x| !x.is_finite()) {
+        return Err(Error::column(
+            name,
+            format!("{bad} cannot be modelled; use NULL for unknown values"),
+        ));
+    }
+    let mut sorted: Vec<f64> = numbers.collect();
+    sorted.sort_by(f64::total_cmp);
+    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+    let log = number::is_heavy_tailed(&sorted);
+    let scale = if log {
+        Scale::fit(sorted.iter().map(|x| (x - min).ln_1p()))
+    } else {
+        Scale::fit(sorted.iter().copied())
+    };
+    Ok(Codec::Continuous {
+        log,
+        min,
+        max,
+        scale,
+    })
 }
 
 fn fit_count(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Result<Codec> {

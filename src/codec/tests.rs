@@ -240,6 +240,8 @@ fn streams_are_sorted_apart_and_gaps_restart() {
     let gap = |p: usize| codec.gap_seconds(enc.slots[p * width]);
     assert!((gap(1) - 2.0).abs() < 1e-3 && (gap(201) - 2.0).abs() < 1e-3);
     assert!(gap(0).abs() < 1e-3 && (gap(200) - 1.0).abs() < 1e-3);
+    // However far out the mixture's tail, no gap exceeds the longest one seen (2 s).
+    assert_eq!(codec.gap_seconds(1e6), 2.0);
 }
 
 #[test]
