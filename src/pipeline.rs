@@ -141,13 +141,4 @@ impl Generator {
         }
         Ok(self.pending.pop_front())
     }
-
-    pub fn codec(&self) -> &TableCodec {
-        &self.codec
-    }
-}
-
-/// Loads a network to check stored bytes without generating.
-pub fn validate_weights(config: ModelConfig, weights: &[u8]) -> Result<StanNet> {
-    store::load(config, weights, Device::Cpu)
 }

@@ -13,7 +13,6 @@ pub fn sqlstate(e: &Error) -> Code {
         Error::CorruptModel(_) => Code::ERRCODE_DATA_CORRUPTED,
         Error::RowTypeMismatch(_) => Code::ERRCODE_DATATYPE_MISMATCH,
         Error::Torch(_) => Code::ERRCODE_INTERNAL_ERROR,
-        Error::Cancelled => Code::ERRCODE_QUERY_CANCELED,
     }
 }
 

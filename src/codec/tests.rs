@@ -2,6 +2,14 @@ use super::*;
 use crate::schema::{plan_columns, ColumnInfo};
 use rand::SeedableRng;
 
+/// The slot value a count column's codec gives `value`.
+fn count_slot(codec: &TableCodec, column: usize, value: f64) -> f32 {
+    let Codec::Count { min, scale, .. } = &codec.columns[column].codec else {
+        panic!("column {column} is not a count")
+    };
+    scale.to_z((value - *min as f64).ln_1p())
+}
+
 fn info(name: &str, t: &str) -> ColumnInfo {
     ColumnInfo {
         name: name.into(),
@@ -139,15 +147,9 @@ fn counts_keep_the_ratio_bounds_seen_in_training() {
     // A generated row with 10 packets and far too few bytes gets 40 bytes per packet.
     let width = codec.slot_width();
     let mut row = enc.slots[..width].to_vec();
-    let Codec::Count { min, scale, .. } = &codec.columns[1].codec else {
-        panic!()
-    };
     // Slots: gap and time of day (3), then packets, then bytes.
-    row[3] = scale.to_z((10.0 - *min as f64).ln_1p());
-    let Codec::Count { min, scale, .. } = &codec.columns[2].codec else {
-        panic!()
-    };
-    row[4] = scale.to_z((50.0 - *min as f64).ln_1p());
+    row[3] = count_slot(&codec, 1, 10.0);
+    row[4] = count_slot(&codec, 2, 50.0);
     let out = codec.decode_row(&row, 0.0, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
     assert_eq!(
         (out[1].as_deref(), out[2].as_deref()),
@@ -299,23 +301,23 @@ fn ratio_bounds_are_also_kept_per_category_value() {
     // A generated TCP row with 10 packets and 300 bytes is lifted to 400; as UDP it would stay.
     let width = codec.slot_width();
     let mut row = enc.slots[..width].to_vec();
-    let tcp_class = ["TCP", "UDP"].iter().position(|v| matches!(&codec.columns[1].codec, Codec::Category { values, .. } if values[0] == *v)).unwrap();
+    let Codec::Category {
+        values: protocols, ..
+    } = &codec.columns[1].codec
+    else {
+        panic!()
+    };
+    let tcp_class = protocols.iter().position(|v| v == "TCP").unwrap();
     row[3] = tcp_class as f32;
-    let Codec::Count { min, scale, .. } = &codec.columns[2].codec else {
-        panic!()
-    };
-    row[4] = scale.to_z((10.0 - *min as f64).ln_1p());
-    let Codec::Count { min, scale, .. } = &codec.columns[3].codec else {
-        panic!()
-    };
-    row[5] = scale.to_z((300.0 - *min as f64).ln_1p());
+    row[4] = count_slot(&codec, 2, 10.0);
+    row[5] = count_slot(&codec, 3, 300.0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let out = codec.decode_row(&row, 0.0, &mut rng);
     assert_eq!(
         (out[1].as_deref(), out[3].as_deref()),
         (Some("TCP"), Some("400"))
     );
-    row[3] = 1.0 - tcp_class as f32;
+    row[3] = (1 - tcp_class) as f32;
     let out = codec.decode_row(&row, 0.0, &mut rng);
     assert_eq!(
         (out[1].as_deref(), out[3].as_deref()),

@@ -17,6 +17,20 @@ fn setup(test: &str) -> postgres::Client {
     c
 }
 
+/// After a cancelled call: no partial model, and the same session trains and generates.
+fn nothing_stored_and_backend_still_works(c: &mut postgres::Client) {
+    assert_eq!(
+        one_i64(c, "SELECT count(*) FROM stan.models WHERE name = 'slow'"),
+        0
+    );
+    assert!(
+        one_i64(
+            c,
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', seed => 1)"
+        ) > 0
+    );
+}
+
 #[test]
 fn statement_timeout_stops_training_and_generation() {
     let mut c = setup("timeout");
@@ -35,20 +49,7 @@ fn statement_timeout_stops_training_and_generation() {
         );
     }
     c.batch_execute("RESET statement_timeout").unwrap();
-    // No partial model, and the same backend still trains and generates.
-    assert_eq!(
-        one_i64(
-            &mut c,
-            "SELECT count(*) FROM stan.models WHERE name = 'slow'"
-        ),
-        0
-    );
-    assert!(
-        one_i64(
-            &mut c,
-            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', seed => 1)"
-        ) > 0
-    );
+    nothing_stored_and_backend_still_works(&mut c);
 }
 
 #[test]
@@ -75,19 +76,7 @@ fn pg_cancel_backend_stops_training() {
         "stopped {:?} after the cancel",
         stopped.duration_since(sent)
     );
-    assert_eq!(
-        one_i64(
-            &mut c,
-            "SELECT count(*) FROM stan.models WHERE name = 'slow'"
-        ),
-        0
-    );
-    assert!(
-        one_i64(
-            &mut c,
-            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', seed => 1)"
-        ) > 0
-    );
+    nothing_stored_and_backend_still_works(&mut c);
 }
 
 #[test]
