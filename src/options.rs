@@ -41,7 +41,7 @@ impl Default for TrainOptions {
             window: 10,
             epochs: 20,
             max_time: 3600.0,
-            batch_size: 128,
+            batch_size: 64,
             learning_rate: 0.001,
             mixtures: 10,
             conv_layers: 1,
