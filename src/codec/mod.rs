@@ -114,6 +114,17 @@ pub struct ColumnCodec {
 }
 
 impl ColumnCodec {
+    /// Slots of the column's value: one per head, plus time of day for the order column.
+    /// Counted without building the head specs: this runs for every generated row.
+    fn value_slots(&self) -> usize {
+        match &self.codec {
+            Codec::Gap { .. } => 3,
+            Codec::Ipv4 { .. } => 4,
+            Codec::Skip => 0,
+            _ => 1,
+        }
+    }
+
     fn value_heads(&self) -> Vec<HeadSpec> {
         match &self.codec {
             Codec::Gap { .. } | Codec::Count { .. } | Codec::Continuous { .. } => {
@@ -360,12 +371,7 @@ impl TableCodec {
                 null_slot,
                 value_slot: slot,
             });
-            slot += col.value_heads().len()
-                + if matches!(col.codec, Codec::Gap { .. }) {
-                    2
-                } else {
-                    0
-                };
+            slot += col.value_slots();
         }
         out
     }
@@ -463,15 +469,18 @@ impl TableCodec {
     /// Turns one generated row of slots into text values (None for NULL), one per column, in
     /// this codec's column order. `epoch` is the row's absolute time.
     pub fn decode_row(&self, slots: &[f32], epoch: f64, rng: &mut impl Rng) -> Vec<Option<String>> {
-        let layout = self.layout();
         let mut out = Vec::with_capacity(self.columns.len());
         let mut counts: Vec<Option<i64>> = vec![None; self.columns.len()];
-        for (c, (col, at)) in self.columns.iter().zip(layout).enumerate() {
-            if at.null_slot.is_some_and(|ns| slots[ns] >= 0.5) {
+        let mut slot = 0;
+        for (c, col) in self.columns.iter().enumerate() {
+            // The same walk as `layout`, without allocating.
+            let is_null = col.nullable && slots[slot] >= 0.5;
+            let v = slot + usize::from(col.nullable);
+            slot = v + col.value_slots();
+            if is_null {
                 out.push(None);
                 continue;
             }
-            let v = at.value_slot;
             let text = match &col.codec {
                 Codec::Gap { resolution, .. } => {
                     let t = (epoch / resolution).round() * resolution;
