@@ -169,13 +169,6 @@ mod stan {
             &options.map(|j| j.0).unwrap_or_default(),
         ));
         let overrides = parse_columns(&columns.map(|j| j.0).unwrap_or_default());
-        let info = table_columns(relation);
-        if info.is_empty() {
-            fail(
-                Code::ERRCODE_UNDEFINED_TABLE,
-                format!("stan: relation {} has no columns", relation.to_u32()),
-            );
-        }
         let relname: String = Spi::get_one_with_args(
             "SELECT c.relname::text FROM pg_catalog.pg_class c WHERE c.oid = $1",
             &[relation.into()],
@@ -183,6 +176,13 @@ mod stan {
         .ok()
         .flatten()
         .unwrap_or_default();
+        let info = table_columns(relation);
+        if info.is_empty() {
+            fail(
+                Code::ERRCODE_UNDEFINED_TABLE,
+                format!("stan: relation \"{relname}\" has no columns"),
+            );
+        }
         let name = model.unwrap_or_else(|| relname.clone());
         if name.is_empty() || name.len() > 63 {
             fail(

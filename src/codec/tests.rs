@@ -108,11 +108,6 @@ fn fitted_codecs_are_as_designed() {
 
 #[test]
 fn counts_keep_the_ratio_bounds_seen_in_training() {
-    let info = |n: &str, t: &str| ColumnInfo {
-        name: n.into(),
-        type_name: t.into(),
-        is_enum: false,
-    };
     let plans = plan_columns(
         &[
             info("te", "date"),
@@ -248,11 +243,6 @@ fn streams_are_sorted_apart_and_gaps_restart() {
 
 #[test]
 fn ratio_bounds_are_also_kept_per_category_value() {
-    let info = |n: &str, t: &str| ColumnInfo {
-        name: n.into(),
-        type_name: t.into(),
-        is_enum: false,
-    };
     let plans = plan_columns(
         &[
             info("te", "date"),
