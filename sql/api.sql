@@ -1,5 +1,10 @@
 -- The public SQL surface (the contract in DESIGN.md), as thin wrappers over the Rust functions
 -- in schema stan. Kept in SQL so the signatures carry the contract's types.
+--
+-- None is SECURITY DEFINER: each runs as its caller, so the source table is read with the
+-- caller's rights and the Rust code knows exactly who calls (see src/api/access.rs for how the
+-- catalog is written). Every name is qualified and search_path is pinned where no user
+-- expression is evaluated (stan_train's stream_by is the caller's own SQL, run with its rights).
 
 CREATE FUNCTION stan_train(
     relation regclass,
@@ -23,19 +28,36 @@ CREATE FUNCTION stan_generate(
     streams integer DEFAULT NULL
 ) RETURNS SETOF anyelement
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_populate_record(rowtype, r)
       FROM stan.generate_rows(pg_catalog.pg_typeof(rowtype)::oid,
-                              extract(epoch FROM span)::float8, model, seed,
-                              extract(epoch FROM start)::float8, streams) AS r
+                              EXTRACT(epoch FROM span)::pg_catalog.float8, model, seed,
+                              EXTRACT(epoch FROM start)::pg_catalog.float8, streams) AS r
 $$;
 COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer) IS
     'Synthetic rows of the given row type covering span of generated time';
 
 CREATE FUNCTION stan_drop(model text) RETURNS bigint
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stan.drop_model(model) $$;
-COMMENT ON FUNCTION stan_drop(text) IS 'Remove every version of a model; returns how many';
+COMMENT ON FUNCTION stan_drop(text) IS
+    'Remove every version of a model and its grants (owner only); returns how many versions';
+
+CREATE FUNCTION stan_grant(model text, role regrole) RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stan.grant_model(model, role::pg_catalog.oid) $$;
+COMMENT ON FUNCTION stan_grant(text, regrole) IS
+    'Let a role (and its members) generate from a model, and nothing else (owner only); false if it already could';
+
+CREATE FUNCTION stan_revoke(model text, role regrole) RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stan.revoke_model(model, role::pg_catalog.oid) $$;
+COMMENT ON FUNCTION stan_revoke(text, regrole) IS
+    'Withdraw a stan_grant; the role''s next stan_generate is refused (owner only); false if there was none';
 
 CREATE FUNCTION stan_demo_flows(
     hosts integer DEFAULT 20,

@@ -33,6 +33,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// `auto`, `cpu` or `cuda`; empty means the `stan.device` setting.
     pub device: String,
+    /// Rows read at most: beyond it, a seeded uniform sample of whole streams (0: no limit).
+    #[serde(default)]
+    pub max_rows: u64,
 }
 
 impl Default for TrainOptions {
@@ -55,6 +58,7 @@ impl Default for TrainOptions {
             patience: 6,
             seed: 0,
             device: String::new(),
+            max_rows: 0,
         }
     }
 }
@@ -78,6 +82,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("patience", "integer 1..1000"),
     ("seed", "integer >= 0"),
     ("device", "\"auto\", \"cpu\" or \"cuda\""),
+    ("max_rows", "integer 100..10000000000, or 0 for no limit"),
 ];
 
 fn valid_keys() -> String {
@@ -153,6 +158,15 @@ impl TrainOptions {
                 }
                 "patience" => o.patience = int(k, v, 1, 1000)?,
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
+                "max_rows" => {
+                    o.max_rows = int(k, v, 0, 10_000_000_000)? as u64;
+                    if o.max_rows != 0 && o.max_rows < 100 {
+                        return Err(Error::option(
+                            k,
+                            format!("{v} is too few rows to learn from; use at least 100, or 0 for no limit"),
+                        ));
+                    }
+                }
                 "device" => {
                     o.device = match v.as_str() {
                         Some(d @ ("auto" | "cpu" | "cuda")) => d.to_string(),

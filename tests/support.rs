@@ -69,3 +69,9 @@ pub fn share(mix: &[(String, f64)], protocol: &str) -> f64 {
 
 /// The internal endpoint of a simulated flow: the 10.1.0.0/16 side.
 pub const SIM_HOST: &str = "CASE WHEN sa << '10.1.0.0/16' THEN sa ELSE da END";
+
+/// A connection to `db` as another role (the test server trusts local TCP connections).
+pub fn connect_as(db: &str, role: &str) -> Client {
+    Client::connect(&format!("{} dbname={db} user={role}", base_config()), NoTls)
+        .expect("connect as a role")
+}

@@ -1,6 +1,7 @@
 //! stan_generate: rows of the caller's row type from a stored model, produced lazily (one network
 //! pass for all streams per step) so memory stays flat however long the span.
 
+use super::access::{as_catalog_owner, caller, require_generate, with_pinned_search_path};
 use super::error::{fail, ok};
 use super::train::table_columns;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
@@ -18,7 +19,12 @@ struct StoredModel {
     streams: usize,
 }
 
+/// The latest version of the named model, or of the latest model trained on a table of this row
+/// type that the caller may generate from.
 fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
+    if let Some(name) = model {
+        require_generate(name);
+    }
     let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match model {
         Some(name) => (
             "SELECT name, codecs, config, weights, streams FROM stan.model_store
@@ -26,38 +32,49 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
             vec![name.to_string().into()],
         ),
         None => (
-            "SELECT name, codecs, config, weights, streams FROM stan.model_store
-              WHERE source_type = $1 ORDER BY trained_at DESC, version DESC LIMIT 1",
-            vec![rowtype.into()],
+            "SELECT m.name, m.codecs, m.config, m.weights, m.streams FROM stan.model_store m
+              WHERE m.source_type = $1
+                AND (pg_catalog.pg_has_role($2, m.owner::pg_catalog.oid, 'USAGE')
+                     OR EXISTS (SELECT 1 FROM stan.model_grants g
+                                 WHERE g.name = m.name
+                                   AND pg_catalog.pg_has_role($2, g.grantee::pg_catalog.oid, 'USAGE')))
+              ORDER BY m.trained_at DESC, m.version DESC LIMIT 1",
+            vec![rowtype.into(), caller().into()],
         ),
     };
-    let found = Spi::connect(|client| {
-        let mut rows = client.select(query, Some(1), &args).unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: reading the model catalog: {e}"),
-            )
-        });
-        rows.next().map(|r| {
-            (
-                r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                r.get::<JsonB>(2).ok().flatten(),
-                r.get::<JsonB>(3).ok().flatten(),
-                r.get::<Vec<u8>>(4).ok().flatten(),
-                r.get::<i32>(5).ok().flatten(),
-            )
+    let found = as_catalog_owner(|| {
+        Spi::connect(|client| {
+            let mut rows = client.select(query, Some(1), &args).unwrap_or_else(|e| {
+                fail(
+                    Code::ERRCODE_INTERNAL_ERROR,
+                    format!("stan: reading the model catalog: {e}"),
+                )
+            });
+            rows.next().map(|r| {
+                (
+                    r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    r.get::<JsonB>(2).ok().flatten(),
+                    r.get::<JsonB>(3).ok().flatten(),
+                    r.get::<Vec<u8>>(4).ok().flatten(),
+                    r.get::<i32>(5).ok().flatten(),
+                )
+            })
         })
     });
     let Some((name, codecs, config, weights, streams)) = found else {
         let what = match model {
             Some(name) => format!("stan: model \"{name}\" does not exist"),
             None => {
-                let t: String =
-                    Spi::get_one_with_args("SELECT $1::regtype::text", &[rowtype.into()])
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
-                format!("stan: no model was trained on a table of type {t}; run stan_train first")
+                let t: String = with_pinned_search_path(|| {
+                    Spi::get_one_with_args(
+                        "SELECT $1::pg_catalog.regtype::pg_catalog.text",
+                        &[rowtype.into()],
+                    )
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                });
+                format!("stan: no model you may use was trained on a table of type {t}; run stan_train first, or ask a model's owner for stan_grant")
             }
         };
         fail(Code::ERRCODE_UNDEFINED_OBJECT, what);
@@ -88,12 +105,14 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
 
 /// The row type must have exactly the model's columns, with the same types.
 fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
-    let relid: Option<pg_sys::Oid> = Spi::get_one_with_args(
-        "SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1",
-        &[rowtype.into()],
-    )
-    .ok()
-    .flatten();
+    let relid: Option<pg_sys::Oid> = with_pinned_search_path(|| {
+        Spi::get_one_with_args(
+            "SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1",
+            &[rowtype.into()],
+        )
+        .ok()
+        .flatten()
+    });
     let relid = relid.filter(|r| r.to_u32() != 0).unwrap_or_else(|| {
         fail(
             Code::ERRCODE_DATATYPE_MISMATCH,

@@ -1,6 +1,7 @@
 //! The SQL verbs. Public functions are thin SQL wrappers (sql/*.sql) with the contract's types
 //! (regclass, interval, anyelement); they call the Rust functions here, in schema `stan`.
 
+mod access;
 mod catalog;
 mod demo;
 mod error;

@@ -124,7 +124,7 @@ fn insert_select_catalog_and_drop() {
     assert_eq!(row.get::<_, i64>(0), 2);
     assert_eq!(row.get::<_, i32>(1), 2);
     assert!(row.get::<_, bool>(2));
-    assert_eq!(row.get::<_, String>(3), "flows");
+    assert_eq!(row.get::<_, String>(3), "public.flows");
     assert_eq!(
         row.get::<_, i64>(4),
         one_i64(&mut c, "SELECT count(*) FROM flows")
