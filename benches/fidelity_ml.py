@@ -47,6 +47,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
 
 NUMERIC = ["td", "sp", "dp", "pkt", "byt"]
 HISTORY = 5
@@ -147,9 +148,12 @@ def bytes_mse(train, test_xy, max_train):
     clip = FunctionTransformer(np.clip, kw_args={"a_min": -10.0, "a_max": 10.0})
     model = make_pipeline(scale, clip, MLPRegressor(
         hidden_layer_sizes=(64, 32), early_stopping=True, random_state=0, max_iter=200))
-    model.fit(x[idx], y[idx])
     xt, yt = test_xy
-    return mean_squared_error(yt, model.predict(xt)), len(idx)
+    # the MLP's matrices are small: multi-threaded BLAS only adds sync overhead (and is
+    # many times slower when the cores are shared with other work)
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit(x[idx], y[idx])
+        return mean_squared_error(yt, model.predict(xt)), len(idx)
 
 
 # ---------------------------------------------------------------- main

@@ -4,42 +4,17 @@
 # summary. Skips, loudly, when the data is missing.
 #   bash benches/ugr16.sh [train-until (default 18:00)] [options json]
 set -euo pipefail
-source "$(dirname "$0")/../scripts/env.sh"
-DATA=${STAN_UGR16:-$ROOT/../shared/data/ugr16_day1_dev.csv.gz}
-if [ ! -f "$DATA" ]; then
-  echo "SKIPPED: UGR'16 data not found at $DATA (set STAN_UGR16 to its path)" >&2
-  exit 0
-fi
 UNTIL=${1:-18:00}
 OPTIONS=${2:-'{"epochs": 4, "seed": 1}'}
-DB=stan_ugr16
-bash "$ROOT/scripts/setup.sh" >/dev/null
-source "$ROOT/scripts/env.sh"
-stan_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 || stan_psql -d postgres -qc "CREATE DATABASE $DB"
-stan_psql -d "$DB" -q <<SQL
-CREATE EXTENSION IF NOT EXISTS stan;
-DO \$\$ BEGIN
-  IF to_regclass('ugr16') IS NULL THEN
-    CREATE TABLE ugr16 (te timestamp, td float8, sa inet, da inet, sp int, dp int, pr text, flg text,
-                        fwd int, stos int, pkt bigint, byt bigint, lable text);
-  END IF;
-END \$\$;
-SQL
-if [ "$(stan_psql -d "$DB" -tAc 'SELECT count(*) FROM ugr16')" = 0 ]; then
-  echo "loading $DATA"
-  stan_psql -d "$DB" -qc "\\copy ugr16 FROM PROGRAM 'gzip -dc $DATA' CSV HEADER"
-fi
-stan_psql -d "$DB" -q <<SQL
-DROP TABLE IF EXISTS flows_train, flows_test, fake;
-CREATE TABLE flows_train AS SELECT * FROM ugr16 WHERE te < '2016-04-11 $UNTIL';
-CREATE TABLE flows_test AS SELECT * FROM ugr16 WHERE te >= '2016-04-11 $UNTIL';
-SQL
+source "$(dirname "$0")/ugr16_data.sh"
+stan_psql -d "$DB" -qc "DROP TABLE IF EXISTS flows_train"
+ugr16_split "$UNTIL"
 echo "== training on $(stan_psql -d "$DB" -tAc 'SELECT count(*) FROM flows_train') rows before $UNTIL, options $OPTIONS"
 stan_psql -d "$DB" <<SQL
 SET stan.threads = ${STAN_BENCH_THREADS:-2};
 \\timing on
 SELECT stan_train('flows_train', model => 'ugr16',
-                  stream_by => \$\$CASE WHEN sa << '42.219.0.0/16' THEN sa ELSE da END\$\$,
+                  stream_by => \$\$$UGR16_HOST\$\$,
                   columns => '{"lable": "skip"}', options => '$OPTIONS');
 CREATE TABLE fake (LIKE flows_train);
 INSERT INTO fake SELECT * FROM stan_generate(NULL::flows_train, '6 hours', model => 'ugr16', seed => 1,

@@ -75,3 +75,39 @@ AS $$
 $$;
 COMMENT ON FUNCTION stan_demo_flows(integer, interval, bigint, timestamp) IS
     'Deterministic simulated flows (DNS, HTTP/S, SSH, NTP, SNMP, ICMP) for demos and tests';
+
+CREATE FUNCTION stan_evaluate(
+    model text,
+    holdout regclass,
+    span interval DEFAULT NULL,
+    seed bigint DEFAULT 1,
+    streams integer DEFAULT NULL,
+    synthetic regclass DEFAULT NULL
+) RETURNS TABLE (metric text, column_name text, synthetic float8, "real" float8, detail text)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM stan.evaluate(model, holdout::pg_catalog.oid,
+                                EXTRACT(epoch FROM span)::pg_catalog.float8, seed, streams,
+                                synthetic::pg_catalog.oid)
+$$;
+COMMENT ON FUNCTION stan_evaluate(text, regclass, interval, bigint, integer, regclass) IS
+    'Compare a sample generated over the held-out rows'' span (or the synthetic table given) with them: divergences, domain checks, ports, streams, privacy (owner only)';
+
+CREATE FUNCTION stan_report(
+    model text,
+    holdout regclass,
+    span interval DEFAULT NULL,
+    seed bigint DEFAULT 1,
+    streams integer DEFAULT NULL,
+    synthetic regclass DEFAULT NULL
+) RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT stan.report(model, holdout::pg_catalog.oid,
+                       EXTRACT(epoch FROM span)::pg_catalog.float8, seed, streams,
+                       synthetic::pg_catalog.oid)
+$$;
+COMMENT ON FUNCTION stan_report(text, regclass, interval, bigint, integer, regclass) IS
+    'stan_evaluate as a self-contained HTML page with a chart per column (owner only)';

@@ -9,6 +9,7 @@ CREATE TABLE stan.model_store (
     source_relid     oid,                   -- the training relation, while it exists
     source           text        NOT NULL,  -- its name when trained
     source_type      oid,                   -- its row type: stan_generate(NULL::t, ...) finds the model by it
+    stream_by        text,                  -- the stream expression as read (stan_evaluate reuses it)
     codecs           jsonb       NOT NULL,  -- fitted codecs per column (hold real category values)
     config           jsonb       NOT NULL,  -- the network's shape
     options          jsonb       NOT NULL,
@@ -38,7 +39,7 @@ COMMENT ON TABLE stan.model_grants IS 'stan_grant: roles that may generate from 
 -- codecs (they hold real category values) and without the grant list; nothing else. The weights
 -- never. security_barrier keeps a caller's own functions in WHERE from seeing hidden rows.
 CREATE VIEW stan.models WITH (security_barrier) AS
-SELECT m.name, m.version, m.source,
+SELECT m.name, m.version, m.source, m.stream_by,
        CASE WHEN a.is_owner THEN m.codecs END AS codecs,
        m.options, m.metrics, m.device, m.rows, m.streams, m.training_seconds, m.trained_at, m.owner,
        pg_catalog.octet_length(m.weights) AS weight_bytes,

@@ -8,9 +8,11 @@
 
 pub mod codec;
 pub mod error;
+pub mod evaluate;
 pub mod model;
 pub mod options;
 pub mod pipeline;
+pub mod report;
 pub mod sample;
 pub mod schema;
 pub mod sim;

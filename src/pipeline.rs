@@ -118,6 +118,7 @@ impl Generator {
             span_seconds,
             seed,
             Box::new(move |z| gap_codec.gap_seconds(z)),
+            &codec.pairs,
         );
         Ok(Generator {
             sampler,

@@ -11,28 +11,32 @@ use stan_core::codec::TableCodec;
 use stan_core::model::ModelConfig;
 use stan_core::pipeline::Generator;
 
-struct StoredModel {
-    name: String,
-    codec: TableCodec,
-    config: ModelConfig,
-    weights: Vec<u8>,
-    streams: usize,
+pub(crate) struct StoredModel {
+    pub name: String,
+    pub codec: TableCodec,
+    pub config: ModelConfig,
+    pub weights: Vec<u8>,
+    pub streams: usize,
+    /// The training relation, while it exists.
+    pub source: Option<pg_sys::Oid>,
+    pub stream_by: Option<String>,
 }
 
 /// The latest version of the named model, or of the latest model trained on a table of this row
 /// type that the caller may generate from.
-fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
+pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
     if let Some(name) = model {
         require_generate(name);
     }
     let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match model {
         Some(name) => (
-            "SELECT name, codecs, config, weights, streams FROM stan.model_store
+            "SELECT name, codecs, config, weights, streams, source_relid, stream_by FROM stan.model_store
               WHERE name = $1 ORDER BY version DESC LIMIT 1",
             vec![name.to_string().into()],
         ),
         None => (
-            "SELECT m.name, m.codecs, m.config, m.weights, m.streams FROM stan.model_store m
+            "SELECT m.name, m.codecs, m.config, m.weights, m.streams, m.source_relid, m.stream_by
+               FROM stan.model_store m
               WHERE m.source_type = $1
                 AND (pg_catalog.pg_has_role($2, m.owner::pg_catalog.oid, 'USAGE')
                      OR EXISTS (SELECT 1 FROM stan.model_grants g
@@ -57,11 +61,13 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
                     r.get::<JsonB>(3).ok().flatten(),
                     r.get::<Vec<u8>>(4).ok().flatten(),
                     r.get::<i32>(5).ok().flatten(),
+                    r.get::<pg_sys::Oid>(6).ok().flatten(),
+                    r.get::<String>(7).ok().flatten(),
                 )
             })
         })
     });
-    let Some((name, codecs, config, weights, streams)) = found else {
+    let Some((name, codecs, config, weights, streams, source, stream_by)) = found else {
         let what = match model {
             Some(name) => format!("stan: model \"{name}\" does not exist"),
             None => {
@@ -100,11 +106,13 @@ fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
         config,
         weights,
         streams,
+        source,
+        stream_by,
     }
 }
 
 /// The row type must have exactly the model's columns, with the same types.
-fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
+pub(crate) fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
     let relid: Option<pg_sys::Oid> = with_pinned_search_path(|| {
         Spi::get_one_with_args(
             "SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1",

@@ -5,6 +5,7 @@ mod access;
 mod catalog;
 mod demo;
 mod error;
+mod evaluate;
 mod generate;
 mod train;
 

@@ -41,7 +41,7 @@ pub fn table_columns(relation: pg_sys::Oid) -> Vec<ColumnInfo> {
     })
 }
 
-fn read_expression(plan: &ColumnPlan) -> String {
+pub(crate) fn read_expression(plan: &ColumnPlan) -> String {
     // Qualified throughout: the trainer's search_path applies here (stream_by is its SQL).
     let c = quote_identifier(&plan.name);
     if plan.kind == Kind::Skip {
@@ -88,7 +88,7 @@ fn stream_key(text: Option<String>) -> u64 {
 }
 
 /// The rows a `max_rows` sample keeps: whole streams, and at most one stream up to a time.
-struct RowFilter {
+pub(crate) struct RowFilter {
     whole: HashSet<u64>,
     /// (stream, time column index, first time not kept).
     partial: Option<(u64, usize, f64)>,
@@ -110,7 +110,7 @@ impl RowFilter {
     }
 }
 
-fn relation_name(relation: pg_sys::Oid) -> String {
+pub(crate) fn relation_name(relation: pg_sys::Oid) -> String {
     with_pinned_search_path(|| {
         Spi::get_one_with_args(
             "SELECT $1::pg_catalog.regclass::pg_catalog.text",
@@ -203,7 +203,7 @@ fn plan_sample(
 
 /// Reads the planned columns (and the stream expression) through a cursor, keeping the rows the
 /// filter keeps.
-fn read_table(
+pub(crate) fn read_table(
     relation: pg_sys::Oid,
     plans: &[ColumnPlan],
     stream_by: Option<&str>,
@@ -382,11 +382,11 @@ mod stan {
         let inserted = as_catalog_owner(|| Spi::get_one_with_args::<i32>(
             "INSERT INTO stan.model_store
                 (name, version, source_relid, source, source_type, codecs, config, options, metrics,
-                 device, rows, streams, training_seconds, weights, owner)
+                 device, rows, streams, training_seconds, weights, owner, stream_by)
              SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM stan.model_store m WHERE m.name = $1), 0) + 1,
                     $2, $2::pg_catalog.regclass::pg_catalog.text,
                     (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $2),
-                    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.regrole
+                    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.regrole, $13
              RETURNING version",
             &[
                 name.clone().into(),
@@ -401,6 +401,7 @@ mod stan {
                 started.elapsed().as_secs_f64().into(),
                 trained.weights.into(),
                 owner.into(),
+                stream_expr.clone().into(),
             ],
         ))
         .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: storing model \"{name}\": {e}")));

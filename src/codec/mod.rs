@@ -19,6 +19,7 @@ use crate::schema::{ColumnPlan, Kind, ReadAs};
 use number::Scale;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Integer columns with at most this many distinct values are categories (protocol, flags, ToS).
 pub const MAX_INTEGER_CATEGORIES: usize = 64;
@@ -157,6 +158,30 @@ pub struct TableCodec {
     /// Bounds on the ratio of each pair of count columns seen in training (bytes per packet).
     #[serde(default)]
     pub ratios: Vec<RatioBound>,
+    /// Category values never seen (often enough) with an earlier column's value.
+    #[serde(default)]
+    pub pairs: Vec<PairMask>,
+}
+
+/// For a category column with at most 64 classes (`slot`) and an earlier port or category
+/// column (`given_slot`): the classes seen at least `min_category_count` times with each value
+/// of the earlier column that was itself seen that often, as a bit mask. Generated rows keep
+/// it, as single values keep to what was seen: port 443 gets the protocols it had in training.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PairMask {
+    pub given_slot: usize,
+    pub slot: usize,
+    /// (earlier class, allowed classes of this column), sorted by the earlier class.
+    pub allowed: Vec<(u32, u64)>,
+}
+
+impl PairMask {
+    pub fn allowed_for(&self, given_class: u32) -> Option<u64> {
+        self.allowed
+            .binary_search_by_key(&given_class, |&(c, _)| c)
+            .ok()
+            .map(|i| self.allowed[i].1)
+    }
 }
 
 /// `columns[numerator] / columns[denominator]` stayed within [min, max] in every training row
@@ -294,8 +319,13 @@ impl TableCodec {
             });
         }
         let ratios = fit_ratios(&columns, values);
-        let codec = TableCodec { columns, ratios };
+        let mut codec = TableCodec {
+            columns,
+            ratios,
+            pairs: vec![],
+        };
         let encoded = codec.encode(values, &order, &gaps, &times, stream_starts)?;
+        codec.pairs = codec.fit_pairs(&encoded, min_category_count);
         Ok((codec, encoded))
     }
 
@@ -357,6 +387,71 @@ impl TableCodec {
             _ => f64::INFINITY,
         };
         scale.from_z(z).exp_m1().clamp(0.0, max)
+    }
+
+    /// Pair masks from the encoded training rows (see PairMask).
+    fn fit_pairs(&self, encoded: &EncodedTable, min_count: usize) -> Vec<PairMask> {
+        let width = self.slot_width();
+        let layout = self.layout();
+        // Single-slot softmax columns without NULLs: (value slot, classes).
+        let softmax: Vec<(usize, usize)> = self
+            .columns
+            .iter()
+            .zip(&layout)
+            .filter(|(c, _)| !c.nullable)
+            .filter_map(|(c, l)| match &c.codec {
+                Codec::Port { .. } => Some((l.value_slot, port::CLASSES)),
+                Codec::Category { values, other } => {
+                    Some((l.value_slot, values.len() + usize::from(*other)))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut pairs = vec![];
+        for (j, &(slot, classes)) in softmax.iter().enumerate() {
+            if classes > 64 {
+                continue;
+            }
+            for &(given_slot, _) in &softmax[..j] {
+                let mut counts: HashMap<u32, [usize; 64]> = HashMap::new();
+                for r in 0..encoded.rows {
+                    let row = &encoded.slots[r * width..(r + 1) * width];
+                    counts.entry(row[given_slot] as u32).or_insert([0; 64])[row[slot] as usize] +=
+                        1;
+                }
+                let seen_classes = counts.values().fold(0u64, |acc, c| {
+                    acc | c
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n >= min_count)
+                        .fold(0, |m, (i, _)| m | 1 << i)
+                });
+                let mut allowed: Vec<(u32, u64)> = counts
+                    .iter()
+                    .filter(|(_, c)| c.iter().sum::<usize>() >= min_count)
+                    .map(|(&g, c)| {
+                        let mask = c
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, n)| **n >= min_count)
+                            .fold(0u64, |m, (i, _)| m | 1 << i);
+                        (g, mask)
+                    })
+                    // No constraint where nothing was seen often enough, or everything was.
+                    .filter(|&(_, mask)| mask != 0 && mask != seen_classes)
+                    .collect();
+                if allowed.is_empty() {
+                    continue;
+                }
+                allowed.sort_unstable();
+                pairs.push(PairMask {
+                    given_slot,
+                    slot,
+                    allowed,
+                });
+            }
+        }
+        pairs
     }
 
     fn layout(&self) -> Vec<ColumnLayout> {

@@ -314,3 +314,45 @@ fn ratio_bounds_are_also_kept_per_category_value() {
         (Some("UDP"), Some("300"))
     );
 }
+
+#[test]
+fn protocols_keep_to_the_ports_they_were_seen_with() {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("dp", "integer"),
+        info("pr", "text"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 600;
+    let dp: Vec<i64> = (0..n).map(|i| [53, 443, 123, 22][i % 4]).collect();
+    // 443 and 22 carry TCP, 53 UDP, 123 both; one UDP flow on 443 is too rare to count.
+    let pr: Vec<Option<String>> = (0..n)
+        .map(|i| {
+            let udp = dp[i] == 53 || (dp[i] == 123 && i % 8 < 4) || i == 1;
+            Some(if udp { "UDP" } else { "TCP" }.to_string())
+        })
+        .collect();
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(1_460_332_800.0 + i as f64)).collect()),
+        ColumnValues::Int(dp.iter().map(|&p| Some(p)).collect()),
+        ColumnValues::Text(pr),
+    ];
+    let (codec, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    let Codec::Category {
+        values: protocols, ..
+    } = &codec.columns[2].codec
+    else {
+        panic!("{:?}", codec.columns[2])
+    };
+    let bit = |p: &str| 1u64 << protocols.iter().position(|v| v == p).unwrap();
+    let mask = &codec.pairs[0];
+    let class = |p: u16| port::class(p) as u32;
+    assert_eq!(mask.allowed_for(class(443)), Some(bit("TCP")), "{mask:?}");
+    assert_eq!(mask.allowed_for(class(22)), Some(bit("TCP")));
+    assert_eq!(mask.allowed_for(class(53)), Some(bit("UDP")));
+    assert_eq!(
+        mask.allowed_for(class(123)),
+        None,
+        "both protocols: no constraint"
+    );
+}

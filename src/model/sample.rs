@@ -5,6 +5,7 @@
 use super::net::{mdn_parts, StanNet};
 use super::spec::HeadSpec;
 use crate::codec::time::time_of_day_features;
+use crate::codec::PairMask;
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +33,8 @@ pub struct Sampler {
     gap_seconds: Box<dyn Fn(f32) -> f64>,
     /// Per slot of a softmax head: 1 for classes that may be sampled, 0 for banned ones.
     allowed: Vec<Vec<f32>>,
+    /// Per slot: the pair masks that restrict it by an earlier slot's value.
+    pairs: Vec<Vec<PairMask>>,
     rng: ChaCha8Rng,
 }
 
@@ -43,6 +46,7 @@ impl Sampler {
         span: f64,
         seed: u64,
         gap_seconds: Box<dyn Fn(f32) -> f64>,
+        pair_masks: &[PairMask],
     ) -> Sampler {
         let k = net.config.window;
         let width = net.config.slot_width();
@@ -58,8 +62,16 @@ impl Sampler {
                 }
             }
         }
+        let mut pairs = vec![vec![]; width];
+        for m in pair_masks
+            .iter()
+            .filter(|m| m.slot < width && m.given_slot < m.slot)
+        {
+            pairs[m.slot].push(m.clone());
+        }
         Sampler {
             allowed,
+            pairs,
             streams,
             window: vec![0.0; streams * k * width],
             valid: vec![0.0; streams * k],
@@ -118,12 +130,31 @@ impl Sampler {
                         HeadSpec::Softmax { classes, .. } => {
                             let p = to_vec(&out.softmax(1, Kind::Float))?;
                             let allowed = &self.allowed[slot];
+                            let mut row_allowed = allowed.clone();
                             for r in 0..b {
-                                let c = pick(
-                                    &p[r * classes..(r + 1) * classes],
-                                    Some(allowed),
-                                    &mut self.rng,
-                                );
+                                let probs = &p[r * classes..(r + 1) * classes];
+                                let mut mask = u64::MAX;
+                                for m in &self.pairs[slot] {
+                                    let given = current[r * width + m.given_slot] as u32;
+                                    mask &= m.allowed_for(given).unwrap_or(u64::MAX);
+                                }
+                                let c = if mask == u64::MAX {
+                                    pick(probs, Some(allowed), &mut self.rng)
+                                } else {
+                                    for (i, a) in row_allowed.iter_mut().enumerate() {
+                                        *a = if i < 64 && mask >> i & 1 == 1 {
+                                            allowed[i]
+                                        } else {
+                                            0.0
+                                        };
+                                    }
+                                    // Masks that leave nothing (never in training) give way.
+                                    if row_allowed.iter().any(|&a| a > 0.0) {
+                                        pick(probs, Some(&row_allowed), &mut self.rng)
+                                    } else {
+                                        pick(probs, Some(allowed), &mut self.rng)
+                                    }
+                                };
                                 current[r * width + slot] = c as f32;
                             }
                         }
@@ -193,6 +224,16 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
     let weight = |i: usize| weights[i] * allowed.map_or(1.0, |a| a[i]);
     let total: f32 = (0..weights.len()).map(weight).sum();
+    if total.is_nan() || total <= 0.0 {
+        // Every allowed class underflowed to zero probability: any allowed class, uniformly.
+        let open: Vec<usize> = (0..weights.len())
+            .filter(|&i| allowed.is_none_or(|a| a[i] > 0.0))
+            .collect();
+        return open
+            .get(rng.random_range(0..open.len().max(1)))
+            .copied()
+            .unwrap_or(0);
+    }
     let mut u = rng.random::<f32>() * total;
     let mut last = 0;
     for i in 0..weights.len() {

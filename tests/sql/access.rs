@@ -141,6 +141,9 @@ fn synthetic_only_access_with_real_roles() {
         ("SELECT count(*) FROM flows", "42501", "flows"),
         ("SELECT stan_train('flows', model => 'mine')", "42501", "flows"),
         ("SELECT stan_drop('f')", "42501", "owner of model \"f\""),
+        // Evaluation reads the training rows: owner only.
+        ("SELECT * FROM stan_evaluate('f', 'flows')", "42501", "owner of model \"f\""),
+        ("SELECT stan_report('f', 'flows')", "42501", "owner of model \"f\""),
         ("SELECT stan_grant('f', current_user::regrole)", "42501", "owner of model \"f\""),
         ("SELECT stan_revoke('f', current_user::regrole)", "42501", "owner of model \"f\""),
         ("SELECT count(*) FROM stan_generate(NULL::other_flows, '1 hour', model => 'g')", "42501", "\"g\""),

@@ -45,6 +45,14 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("column dropped after training", "ALTER TABLE flows DROP COLUMN flg", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'flows')", "42804", "flg"),
     ("column retyped after training", "ALTER TABLE flows ALTER COLUMN pkt TYPE int", "SELECT * FROM stan_generate(NULL::flows, '1 hour')", "42804", "pkt"),
     ("drop of an unknown model", "", "SELECT stan_drop('nope')", "42704", "\"nope\""),
+    ("max_rows too small", "", "SELECT stan_train('flows', options => '{\"max_rows\": 10}')", "22023", "\"max_rows\""),
+    ("grant on an unknown model", "", "SELECT stan_grant('nope', current_user::regrole)", "42704", "\"nope\""),
+    ("grant to a role that does not exist", "", "SELECT stan_grant('flows', 'no_such_role')", "42704", "no_such_role"),
+    ("revoke on an unknown model", "", "SELECT stan_revoke('nope', current_user::regrole)", "42704", "\"nope\""),
+    ("evaluate an unknown model", "", "SELECT * FROM stan_evaluate('nope', 'flows')", "42704", "\"nope\""),
+    ("evaluate against a holdout of another shape", "CREATE TABLE t AS SELECT te, sa FROM flows", "SELECT * FROM stan_evaluate('flows', 't')", "42804", "missing"),
+    ("evaluate against an empty holdout", "CREATE TABLE t (LIKE flows)", "SELECT * FROM stan_evaluate('flows', 't')", "22000", "public.t"),
+    ("evaluate with span zero", "", "SELECT * FROM stan_evaluate('flows', 'flows', span => '0 s')", "22023", "span"),
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod access;
 mod corpus;
+mod evaluate;
 mod foundation;
 mod model;
 mod safety;

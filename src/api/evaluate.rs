@@ -1,0 +1,298 @@
+//! stan_evaluate and stan_report: generate a sample over the held-out rows' span and compare
+//! (metrics in stan_core::evaluate, the page in stan_core::report). Owner only: they read the
+//! training rows.
+
+use super::access::{require_owner, with_pinned_search_path};
+use super::error::fail;
+use super::generate::{check_row_type, load_model, StoredModel};
+use super::train::{read_table, relation_name};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
+use pgrx::prelude::*;
+use stan_core::codec::{Codec, ColumnValues};
+use stan_core::evaluate::{evaluate, Metric, Rows};
+use stan_core::schema::{ColumnPlan, Kind};
+
+/// How a stored codec column is read back from a table.
+fn plans(stored: &StoredModel) -> Vec<ColumnPlan> {
+    stored
+        .codec
+        .columns
+        .iter()
+        .map(|c| ColumnPlan {
+            name: c.name.clone(),
+            type_name: c.type_name.clone(),
+            read_as: c.read_as,
+            kind: match c.codec {
+                Codec::Gap { .. } => Kind::Order,
+                Codec::Ipv4 { .. } => Kind::Ipv4,
+                Codec::Port { .. } => Kind::Port,
+                Codec::Category { .. } => Kind::Category,
+                Codec::Count { .. } => Kind::Count,
+                Codec::Continuous { .. } => Kind::Continuous,
+                Codec::Skip => Kind::Skip,
+            },
+        })
+        .collect()
+}
+
+pub(crate) struct Table {
+    pub values: Vec<ColumnValues>,
+    pub streams: Vec<u64>,
+}
+
+impl Table {
+    pub fn rows(&self) -> Rows<'_> {
+        Rows {
+            values: &self.values,
+            streams: &self.streams,
+        }
+    }
+}
+
+pub(crate) struct Evaluation {
+    pub stored: StoredModel,
+    pub synthetic: Table,
+    pub holdout: Table,
+    pub training: Option<Table>,
+    pub metrics: Vec<Metric>,
+}
+
+fn read(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&str>) -> Table {
+    let (values, streams) = read_table(relation, plans, stream_by, None);
+    Table { values, streams }
+}
+
+fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<T> {
+    with_pinned_search_path(|| Spi::get_one_with_args::<T>(sql, args).ok().flatten())
+}
+
+/// The training relation, if it still exists under the name it had and the caller may read it.
+fn training_relation(stored: &StoredModel) -> Option<pg_sys::Oid> {
+    let relid = stored.source?;
+    let readable: bool = one(
+        "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[relid.into()],
+    )?;
+    if !readable {
+        notice!("stan_evaluate: cannot read the training table; divergence baselines and exact-match figures are NULL");
+        return None;
+    }
+    Some(relid)
+}
+
+/// Generates the comparison sample over the holdout's span through stan_generate's own path, into
+/// a temporary table of the holdout's shape, so it is read back exactly as the holdout is.
+#[allow(clippy::too_many_arguments)]
+fn generate_sample(
+    model: &str,
+    holdout: pg_sys::Oid,
+    rowtype: pg_sys::Oid,
+    span: f64,
+    seed: Option<i64>,
+    start: f64,
+    streams: Option<i32>,
+    plans: &[ColumnPlan],
+    stream_by: Option<&str>,
+) -> Table {
+    let type_name: String =
+        one("SELECT pg_catalog.format_type($1, NULL)", &[rowtype.into()]).unwrap_or_default();
+    let temp = "pg_temp.stan_evaluate_sample";
+    let holdout_name = relation_name(holdout);
+    with_pinned_search_path(|| {
+        // Left over by a failed call earlier in this session? (DROP IF EXISTS would NOTICE.)
+        let leftover = Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regclass('pg_temp.stan_evaluate_sample') IS NOT NULL",
+        );
+        if leftover == Ok(Some(true)) {
+            Spi::run(&format!("DROP TABLE {temp}")).ok();
+        }
+        Spi::run(&format!(
+            "CREATE TEMP TABLE stan_evaluate_sample (LIKE {holdout_name})"
+        ))
+        .unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: creating the sample table: {e}"),
+            )
+        });
+        Spi::run_with_args(
+            &format!(
+                "INSERT INTO {temp}
+                 SELECT (pg_catalog.jsonb_populate_record(NULL::{type_name}, r)).*
+                   FROM stan.generate_rows($1, $2, $3, $4, $5, $6) AS r"
+            ),
+            &[
+                rowtype.into(),
+                span.into(),
+                model.to_string().into(),
+                seed.unwrap_or(1).into(),
+                start.into(),
+                streams.into(),
+            ],
+        )
+        .unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: generating the sample: {e}"),
+            )
+        });
+    });
+    let temp_oid: pg_sys::Oid = one(
+        "SELECT 'pg_temp.stan_evaluate_sample'::pg_catalog.regclass::pg_catalog.oid",
+        &[],
+    )
+    .unwrap_or_else(|| {
+        fail(
+            Code::ERRCODE_INTERNAL_ERROR,
+            "stan: the sample table vanished".into(),
+        )
+    });
+    let synthetic = read(temp_oid, plans, stream_by);
+    with_pinned_search_path(|| Spi::run(&format!("DROP TABLE {temp}")).ok());
+    synthetic
+}
+
+pub(crate) fn run(
+    model: &str,
+    holdout: pg_sys::Oid,
+    span_seconds: Option<f64>,
+    seed: Option<i64>,
+    streams: Option<i32>,
+    synthetic_table: Option<pg_sys::Oid>,
+) -> Evaluation {
+    require_owner(model, "evaluate it");
+    let stored = load_model(Some(model), pg_sys::InvalidOid);
+    let rowtype: pg_sys::Oid = one(
+        "SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[holdout.into()],
+    )
+    .unwrap_or_else(|| {
+        fail(
+            Code::ERRCODE_UNDEFINED_TABLE,
+            format!("stan: holdout relation {} does not exist", holdout.to_u32()),
+        )
+    });
+    check_row_type(rowtype, &stored);
+    let plans = plans(&stored);
+    let stream_by = stored.stream_by.clone();
+    let holdout_rows = read(holdout, &plans, stream_by.as_deref());
+    let order = plans.iter().position(|p| p.kind == Kind::Order);
+    let times: Vec<f64> = order
+        .map(|o| stan_core::evaluate::numbers(&holdout_rows.values[o]))
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    if times.is_empty() {
+        fail(
+            Code::ERRCODE_DATA_EXCEPTION,
+            format!(
+                "stan: holdout relation {} has no rows with a time to compare with",
+                relation_name(holdout)
+            ),
+        );
+    }
+    let start = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let end = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = match span_seconds {
+        Some(s) if s > 0.0 && s.is_finite() => s,
+        Some(s) => fail(
+            Code::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("stan: span must be positive, not {s} seconds"),
+        ),
+        None => (end - start).max(1.0),
+    };
+    let synthetic = match synthetic_table {
+        Some(table) => {
+            let t: pg_sys::Oid = one(
+                "SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                &[table.into()],
+            )
+            .unwrap_or_default();
+            check_row_type(t, &stored);
+            read(table, &plans, stream_by.as_deref())
+        }
+        None => generate_sample(
+            model,
+            holdout,
+            rowtype,
+            span,
+            seed,
+            start,
+            streams,
+            &plans,
+            stream_by.as_deref(),
+        ),
+    };
+    let training = training_relation(&stored).map(|t| read(t, &plans, stream_by.as_deref()));
+    let metrics = evaluate(
+        &stored.codec,
+        &synthetic.rows(),
+        &holdout_rows.rows(),
+        training.as_ref().map(|t| t.rows()).as_ref(),
+    );
+    Evaluation {
+        stored,
+        synthetic,
+        holdout: holdout_rows,
+        training,
+        metrics,
+    }
+}
+
+#[pg_schema]
+mod stan {
+    use super::*;
+
+    /// Implements stan_evaluate (see sql/api.sql).
+    // pgrx reads the result columns' names from the signature, so no type alias.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(name = "evaluate")]
+    fn evaluate_model(
+        model: &str,
+        holdout: pg_sys::Oid,
+        span_seconds: Option<f64>,
+        seed: Option<i64>,
+        streams: Option<i32>,
+        synthetic: Option<pg_sys::Oid>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(metric, String),
+            name!(column_name, String),
+            name!(synthetic, Option<f64>),
+            name!(real, Option<f64>),
+            name!(detail, String),
+        ),
+    > {
+        let result = run(model, holdout, span_seconds, seed, streams, synthetic);
+        TableIterator::new(
+            result
+                .metrics
+                .into_iter()
+                .map(|m| (m.metric, m.column, m.synthetic, m.real, m.detail)),
+        )
+    }
+
+    /// Implements stan_report (see sql/api.sql): a self-contained HTML page.
+    #[pg_extern(name = "report")]
+    fn report(
+        model: &str,
+        holdout: pg_sys::Oid,
+        span_seconds: Option<f64>,
+        seed: Option<i64>,
+        streams: Option<i32>,
+        synthetic: Option<pg_sys::Oid>,
+    ) -> String {
+        let e = run(model, holdout, span_seconds, seed, streams, synthetic);
+        stan_core::report::html(
+            &e.stored.name,
+            &relation_name(holdout),
+            &e.stored.codec,
+            &e.synthetic.rows(),
+            &e.holdout.rows(),
+            e.training.as_ref().map(|t| t.rows()).as_ref(),
+            &e.metrics,
+        )
+    }
+}
