@@ -41,8 +41,8 @@ fi
 if [ -z "$(torch_dir)" ] || [ ! -f "$(torch_dir)/lib/libtorch_cpu.so" ] || [ ! -f "$(torch_dir)/build-version" ]; then
   say "installing libtorch $TORCH_VERSION into .venv (about 1.3 GB)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --no-warn-conflicts --no-deps "torch==$TORCH_VERSION"
-  "$VENV/bin/pip" install -q --no-warn-conflicts "cuda-toolkit[cudart,cupti]==$CUDA_TOOLKIT_VERSION"
+  "$VENV/bin/python" -m pip install -q --no-warn-conflicts --no-deps "torch==$TORCH_VERSION"
+  "$VENV/bin/python" -m pip install -q --no-warn-conflicts "cuda-toolkit[cudart,cupti]==$CUDA_TOOLKIT_VERSION"
   LIBTORCH=$(torch_dir)
   # `import torch` fails in this partial install, so torch-sys cannot ask Python; the
   # build-version file lets it check the version instead of silently skipping the check.

@@ -36,6 +36,9 @@ pub struct TrainOptions {
     /// Rows read at most: beyond it, a seeded uniform sample of whole streams (0: no limit).
     #[serde(default)]
     pub max_rows: u64,
+    /// Frequent ports above 1023 get classes of their own instead of sharing a bin of 100.
+    #[serde(default)]
+    pub exact_high_ports: bool,
 }
 
 impl Default for TrainOptions {
@@ -59,6 +62,7 @@ impl Default for TrainOptions {
             seed: 0,
             device: String::new(),
             max_rows: 0,
+            exact_high_ports: false,
         }
     }
 }
@@ -83,6 +87,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("seed", "integer >= 0"),
     ("device", "\"auto\", \"cpu\" or \"cuda\""),
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
+    ("exact_high_ports", "true or false"),
 ];
 
 fn valid_keys() -> String {
@@ -158,6 +163,11 @@ impl TrainOptions {
                 }
                 "patience" => o.patience = int(k, v, 1, 1000)?,
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
+                "exact_high_ports" => {
+                    o.exact_high_ports = v
+                        .as_bool()
+                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
+                }
                 "max_rows" => {
                     o.max_rows = int(k, v, 0, 10_000_000_000)? as u64;
                     if o.max_rows != 0 && o.max_rows < 100 {

@@ -32,7 +32,13 @@ pub fn train_model(
     device: Device,
     progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<TrainedModel> {
-    let (codec, encoded) = TableCodec::fit(plans, values, stream_keys, options.min_category_count)?;
+    let (codec, encoded) = TableCodec::fit_with(
+        plans,
+        values,
+        stream_keys,
+        options.min_category_count,
+        options.exact_high_ports,
+    )?;
     let config = ModelConfig {
         attributes: codec.attributes(),
         window: options.window,

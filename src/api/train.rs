@@ -264,6 +264,14 @@ pub(crate) fn read_table(
                 }
                 keys.extend(key);
             }
+            // Each fetch's tuples would otherwise stay in SPI's memory until SPI_finish, so
+            // reading a large table would hold all of it twice; keep one batch at a time.
+            unsafe {
+                if !pg_sys::SPI_tuptable.is_null() {
+                    pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
+                    pg_sys::SPI_tuptable = std::ptr::null_mut();
+                }
+            }
         }
     });
     (values, keys)

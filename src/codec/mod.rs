@@ -85,8 +85,13 @@ pub enum Codec {
     },
     /// Octet values never seen at each of the four positions (never generated).
     Ipv4 { unseen: Vec<Vec<u8>> },
-    /// Port classes never seen (never generated).
-    Port { unseen: Vec<u16> },
+    /// Port classes never seen (never generated), and the frequent ports above 1023 that have
+    /// classes of their own, ascending (option `exact_high_ports`; empty otherwise).
+    Port {
+        unseen: Vec<u16>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        frequent: Vec<u16>,
+    },
     /// Softmax over `values`; `other` adds a class for values seen too rarely to be emitted.
     Category { values: Vec<String>, other: bool },
     /// Integer counts: log(1 + x - min) scaled, rounded back, kept within [min, max].
@@ -138,8 +143,8 @@ impl ColumnCodec {
                     banned: u.iter().map(|&o| o as usize).collect(),
                 })
                 .collect(),
-            Codec::Port { unseen } => vec![HeadSpec::Softmax {
-                classes: port::CLASSES,
+            Codec::Port { unseen, frequent } => vec![HeadSpec::Softmax {
+                classes: port::CLASSES + frequent.len(),
                 banned: unseen.iter().map(|&c| c as usize).collect(),
             }],
             Codec::Category { values, other } => vec![HeadSpec::Softmax {
@@ -232,6 +237,17 @@ impl TableCodec {
         stream_keys: &[u64],
         min_category_count: usize,
     ) -> Result<(TableCodec, EncodedTable)> {
+        Self::fit_with(plans, values, stream_keys, min_category_count, false)
+    }
+
+    /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`.
+    pub fn fit_with(
+        plans: &[ColumnPlan],
+        values: &[ColumnValues],
+        stream_keys: &[u64],
+        min_category_count: usize,
+        exact_high_ports: bool,
+    ) -> Result<(TableCodec, EncodedTable)> {
         let rows = values.first().map_or(0, |v| v.len());
         if rows < 2 {
             return Err(Error::NoData(format!(
@@ -305,7 +321,7 @@ impl TableCodec {
                     max,
                 }
             } else {
-                fit_column(plan, vals, min_category_count)?
+                fit_column(plan, vals, min_category_count, exact_high_ports)?
             };
             let nullable = plan.kind != Kind::Order
                 && codec != Codec::Skip
@@ -400,7 +416,9 @@ impl TableCodec {
             .zip(&layout)
             .filter(|(c, _)| !c.nullable)
             .filter_map(|(c, l)| match &c.codec {
-                Codec::Port { .. } => Some((l.value_slot, port::CLASSES)),
+                Codec::Port { frequent, .. } => {
+                    Some((l.value_slot, port::CLASSES + frequent.len()))
+                }
                 Codec::Category { values, other } => {
                     Some((l.value_slot, values.len() + usize::from(*other)))
                 }
@@ -530,8 +548,9 @@ impl TableCodec {
                             row[v + i] = *o as f32;
                         }
                     }
-                    Codec::Port { .. } => {
-                        row[v] = port::class(vals.as_f64(r).expect("non-null") as u16) as f32
+                    Codec::Port { frequent, .. } => {
+                        let p = vals.as_f64(r).expect("non-null") as u16;
+                        row[v] = port::class_with(p, frequent) as f32
                     }
                     Codec::Category { values: kept, .. } => {
                         let text = vals.as_text(r).expect("non-null");
@@ -585,7 +604,9 @@ impl TableCodec {
                     let o = |i: usize| slots[v + i].clamp(0.0, 255.0) as u8;
                     Some(ip::format([o(0), o(1), o(2), o(3)]))
                 }
-                Codec::Port { .. } => Some(port::decode(slots[v] as usize, rng).to_string()),
+                Codec::Port { frequent, .. } => {
+                    Some(port::decode_with(slots[v] as usize, frequent, rng).to_string())
+                }
                 Codec::Category { values, .. } => {
                     Some(values[(slots[v] as usize).min(values.len() - 1)].clone())
                 }
@@ -704,7 +725,12 @@ fn format_continuous(x: f64, col: &ColumnCodec) -> String {
     }
 }
 
-fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize) -> Result<Codec> {
+fn fit_column(
+    plan: &ColumnPlan,
+    vals: &ColumnValues,
+    min_category_count: usize,
+    exact_high_ports: bool,
+) -> Result<Codec> {
     let name = &plan.name;
     let non_null = (0..vals.len()).filter(|&r| !vals.is_null(r)).count();
     if plan.kind != Kind::Skip && non_null == 0 {
@@ -743,14 +769,19 @@ fn fit_column(plan: &ColumnPlan, vals: &ColumnValues, min_category_count: usize)
                     format!("{bad} is not a port number (0-65535)"),
                 ));
             }
-            let mut seen = vec![false; port::CLASSES];
+            let frequent = if exact_high_ports {
+                port::frequent(numbers().map(|p| p as u16), min_category_count)
+            } else {
+                vec![]
+            };
+            let mut seen = vec![false; port::CLASSES + frequent.len()];
             for p in numbers() {
-                seen[port::class(p as u16)] = true;
+                seen[port::class_with(p as u16, &frequent)] = true;
             }
             let unseen = (0..port::CLASSES as u16)
                 .filter(|&c| !seen[c as usize])
                 .collect();
-            Ok(Codec::Port { unseen })
+            Ok(Codec::Port { unseen, frequent })
         }
         Kind::Category => category::fit(name, vals, min_category_count),
         Kind::Integer => {

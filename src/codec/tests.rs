@@ -84,7 +84,7 @@ fn fitted_codecs_are_as_designed() {
         panic!("{:?}", kinds[1])
     };
     assert_eq!((unseen[0].len(), unseen[3].len()), (255, 249));
-    let Codec::Port { unseen } = kinds[2] else {
+    let Codec::Port { unseen, .. } = kinds[2] else {
         panic!("{:?}", kinds[2])
     };
     assert_eq!(unseen.len(), port::CLASSES - 4);
@@ -347,6 +347,8 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
     let bit = |p: &str| 1u64 << protocols.iter().position(|v| v == p).unwrap();
     let mask = &codec.pairs[0];
     let class = |p: u16| port::class(p) as u32;
+    // Default: no frequent-port classes, so the layout (and training) is as before.
+    assert!(matches!(&codec.columns[1].codec, Codec::Port { frequent, .. } if frequent.is_empty()));
     assert_eq!(mask.allowed_for(class(443)), Some(bit("TCP")), "{mask:?}");
     assert_eq!(mask.allowed_for(class(22)), Some(bit("TCP")));
     assert_eq!(mask.allowed_for(class(53)), Some(bit("UDP")));
@@ -354,5 +356,22 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
         mask.allowed_for(class(123)),
         None,
         "both protocols: no constraint"
+    );
+}
+
+#[test]
+fn frequent_high_ports_get_classes_when_asked() {
+    let (plans, values) = table();
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true).unwrap();
+    let Codec::Port { unseen, frequent } = &codec.columns[2].codec else {
+        panic!("{:?}", codec.columns[2])
+    };
+    // 40123 is a quarter of the rows: a class of its own, so its bin of 100 was never seen.
+    assert_eq!(frequent, &vec![40_123]);
+    assert_eq!(unseen.len(), port::CLASSES - 3);
+    let heads = codec.attributes();
+    let dp = heads.iter().find(|a| a.name == "dp").unwrap();
+    assert!(
+        matches!(dp.heads[0], HeadSpec::Softmax { classes, .. } if classes == port::CLASSES + 1)
     );
 }

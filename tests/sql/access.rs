@@ -314,6 +314,23 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         (250..=300).contains(&first),
         "{first} rows for max_rows 300"
     );
+    // exact_high_ports: ICMP echo (dp 2048) gets a class of its own and comes back exactly.
+    c.batch_execute(
+        "SELECT stan_train('flows', model => 'ports', options => '{\"epochs\": 1, \"exact_high_ports\": true}');
+         CREATE TABLE fake AS SELECT * FROM stan_generate(NULL::flows, '6 hours', model => 'ports', seed => 1);",
+    )
+    .unwrap();
+    let frequent = one_i64(&mut c, "SELECT count(*) FROM stan.models, jsonb_array_elements(codecs->'columns') col WHERE name = 'ports' AND col->>'name' = 'dp' AND col->'frequent' @> '[2048]'");
+    assert_eq!(frequent, 1, "dp 2048 is a frequent port");
+    let off_by_bin = one_i64(
+        &mut c,
+        "SELECT count(*) FROM fake WHERE dp BETWEEN 2000 AND 2099 AND dp <> 2048",
+    );
+    assert_eq!(
+        off_by_bin, 0,
+        "ports of the 2000-2099 bin come back as 2048 exactly"
+    );
+    assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
     let (code, msg) = sql_error(
         &mut c,
         "SELECT stan_train('flows', options => '{\"max_rows\": 10}')",
