@@ -36,10 +36,12 @@ CREATE TABLE stan.model_grants (
 COMMENT ON TABLE stan.model_grants IS 'stan_grant: roles that may generate from a model';
 
 -- What the caller may see: its own models in full; models it was granted without the fitted
--- codecs (they hold real category values) and without the grant list; nothing else. The weights
+-- codecs (they hold real category values), the stream expression (it may hold real addresses)
+-- and the grant list; nothing else. The weights
 -- never. security_barrier keeps a caller's own functions in WHERE from seeing hidden rows.
 CREATE VIEW stan.models WITH (security_barrier) AS
-SELECT m.name, m.version, m.source, m.stream_by,
+SELECT m.name, m.version, m.source,
+       CASE WHEN a.is_owner THEN m.stream_by END AS stream_by,
        CASE WHEN a.is_owner THEN m.codecs END AS codecs,
        m.options, m.metrics, m.device, m.rows, m.streams, m.training_seconds, m.trained_at, m.owner,
        pg_catalog.octet_length(m.weights) AS weight_bytes,

@@ -96,10 +96,29 @@ pub fn jsd_counts(a: &[f64], b: &[f64]) -> f64 {
     d.max(0.0)
 }
 
+/// The smallest and largest value of some samples.
+pub fn range(samples: &[&[f64]]) -> (f64, f64) {
+    let all = || samples.iter().flat_map(|s| s.iter().copied());
+    (
+        all().fold(f64::INFINITY, f64::min),
+        all().fold(f64::NEG_INFINITY, f64::max),
+    )
+}
+
 /// Histograms of two samples over `bins` equal-width bins spanning both.
 pub fn histograms(a: &[f64], b: &[f64], bins: usize) -> (Vec<f64>, Vec<f64>, f64, f64) {
-    let lo = a.iter().chain(b).copied().fold(f64::INFINITY, f64::min);
-    let hi = a.iter().chain(b).copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = range(&[a, b]);
+    histograms_over(a, b, bins, lo, hi)
+}
+
+/// Histograms of two samples over `bins` equal-width bins spanning [lo, hi].
+fn histograms_over(
+    a: &[f64],
+    b: &[f64],
+    bins: usize,
+    lo: f64,
+    hi: f64,
+) -> (Vec<f64>, Vec<f64>, f64, f64) {
     let width = if hi > lo {
         (hi - lo) / bins as f64
     } else {
@@ -108,7 +127,7 @@ pub fn histograms(a: &[f64], b: &[f64], bins: usize) -> (Vec<f64>, Vec<f64>, f64
     let fill = |xs: &[f64]| {
         let mut h = vec![0.0; bins];
         for x in xs {
-            let i = (((x - lo) / width) as usize).min(bins - 1);
+            let i = (((x - lo).max(0.0) / width) as usize).min(bins - 1);
             h[i] += 1.0;
         }
         h
@@ -116,12 +135,20 @@ pub fn histograms(a: &[f64], b: &[f64], bins: usize) -> (Vec<f64>, Vec<f64>, f64
     (fill(a), fill(b), lo, hi)
 }
 
-/// JSD of two numeric samples over 304 equal-width bins (None when either is empty).
+/// JSD of two numeric samples over 304 equal-width bins spanning both (None when either is
+/// empty).
 pub fn jsd_numeric(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (lo, hi) = range(&[a, b]);
+    jsd_numeric_over(a, b, lo, hi)
+}
+
+/// JSD over 304 equal-width bins spanning [lo, hi]: the synthetic and the baseline divergence use
+/// one range (of synthetic, held-out and training values), so they compare like with like.
+pub fn jsd_numeric_over(a: &[f64], b: &[f64], lo: f64, hi: f64) -> Option<f64> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    let (ha, hb, _, _) = histograms(a, b, JSD_BINS);
+    let (ha, hb, _, _) = histograms_over(a, b, JSD_BINS, lo, hi);
     Some(jsd_counts(&ha, &hb))
 }
 
@@ -300,13 +327,19 @@ fn domain_checks(codec: &TableCodec, t: &Rows) -> Vec<(&'static str, String, Opt
     let mut out = vec![];
     if sa.is_some() || da.is_some() {
         let (rate, rows) = pass_rate(n, |i| {
-            let src_ok = sa.as_ref().and_then(|s| s[i]).map(|a| {
-                let first = (a as u64 >> 24) as u8;
-                !(224..=239).contains(&first) && first != 255
-            });
+            // IPv6 addresses are read as -1: not IPv4, so the check does not apply to them.
+            let src_ok = sa
+                .as_ref()
+                .and_then(|s| s[i])
+                .filter(|a| *a >= 0.0)
+                .map(|a| {
+                    let first = (a as u64 >> 24) as u8;
+                    !(224..=239).contains(&first) && first != 255
+                });
             let dst_ok = da
                 .as_ref()
                 .and_then(|d| d[i])
+                .filter(|a| *a >= 0.0)
                 .map(|a| (a as u64 >> 24) != 0);
             match (src_ok, dst_ok) {
                 (None, None) => None,
@@ -576,8 +609,9 @@ pub fn evaluate(
                 present(&numbers(&holdout.values[i])),
             );
             let train = training.map(|t| present(&numbers(&t.values[i])));
-            let value = jsd_numeric(&s, &h);
-            let base = train.as_ref().and_then(|t| jsd_numeric(t, &h));
+            let (lo, hi) = range(&[&s, &h, train.as_deref().unwrap_or(&[])]);
+            let value = jsd_numeric_over(&s, &h, lo, hi);
+            let base = train.as_ref().and_then(|t| jsd_numeric_over(t, &h, lo, hi));
             add_jsd(&mut jsd_sum, value, base);
             out.push(metric("jsd", &c.name, value, base, format!("Jensen-Shannon divergence over {JSD_BINS} equal-width bins, +1 smoothing; real: training rows vs held-out rows")));
             out.push(metric(
@@ -650,8 +684,11 @@ pub fn evaluate(
         gs.sort_by(f64::total_cmp);
         gh.sort_by(f64::total_cmp);
         let log = |g: &[f64]| g.iter().map(|x| x.max(0.0).ln_1p()).collect::<Vec<_>>();
-        let base = training.and_then(|t| jsd_numeric(&log(&stream_gaps(t, o)), &log(&gh)));
-        out.push(metric("gap_jsd", name, jsd_numeric(&log(&gs), &log(&gh)), base, format!("JSD of log(1 + seconds between a stream's consecutive flows), {JSD_BINS} bins; real: training vs held-out")));
+        let gt = training.map(|t| log(&stream_gaps(t, o)));
+        let (ls, lh) = (log(&gs), log(&gh));
+        let (lo, hi) = range(&[&ls, &lh, gt.as_deref().unwrap_or(&[])]);
+        let base = gt.as_ref().and_then(|t| jsd_numeric_over(t, &lh, lo, hi));
+        out.push(metric("gap_jsd", name, jsd_numeric_over(&ls, &lh, lo, hi), base, format!("JSD of log(1 + seconds between a stream's consecutive flows), {JSD_BINS} bins; real: training vs held-out")));
         for (q, label) in [(0.5, "gap_median_s"), (0.9, "gap_p90_s")] {
             out.push(metric(
                 label,

@@ -108,6 +108,9 @@ pub struct ModelAccess {
     pub is_owner: bool,
     /// The caller holds a grant, directly or through a role it belongs to.
     pub may_generate: bool,
+    /// The caller is the owner role itself: only then is the trainer's own SQL (`stream_by`)
+    /// run again, so a trainer's expression never runs with a superuser's or another member's rights.
+    pub is_trainer: bool,
 }
 
 /// The caller's rights on a model, or None when no version of it exists.
@@ -121,7 +124,8 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
                             pg_catalog.pg_has_role($2, m.owner::oid, 'USAGE'),
                             EXISTS (SELECT 1 FROM stan.model_grants g
                                      WHERE g.name = m.name
-                                       AND pg_catalog.pg_has_role($2, g.grantee::oid, 'USAGE'))
+                                       AND pg_catalog.pg_has_role($2, g.grantee::oid, 'USAGE')),
+                            m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2
                        FROM stan.model_store m WHERE m.name = $1
                       ORDER BY m.version DESC LIMIT 1",
                     Some(1),
@@ -139,6 +143,7 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
                     owner_name: r.get::<String>(1).ok().flatten().unwrap_or_default(),
                     is_owner,
                     may_generate: is_owner || r.get::<bool>(3).ok().flatten().unwrap_or(false),
+                    is_trainer: r.get::<bool>(4).ok().flatten().unwrap_or(false),
                 }
             })
         })

@@ -8,6 +8,7 @@ use super::generate::{check_row_type, load_model, StoredModel};
 use super::train::{read_table, relation_name};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
 use stan_core::codec::{Codec, ColumnValues};
 use stan_core::evaluate::{evaluate, Metric, Rows};
 use stan_core::schema::{ColumnPlan, Kind};
@@ -160,7 +161,7 @@ pub(crate) fn run(
     streams: Option<i32>,
     synthetic_table: Option<pg_sys::Oid>,
 ) -> Evaluation {
-    require_owner(model, "evaluate it");
+    let access = require_owner(model, "evaluate it");
     let stored = load_model(Some(model), pg_sys::InvalidOid);
     let rowtype: pg_sys::Oid = one(
         "SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1",
@@ -174,7 +175,22 @@ pub(crate) fn run(
     });
     check_row_type(rowtype, &stored);
     let plans = plans(&stored);
-    let stream_by = stored.stream_by.clone();
+    // A stored stream_by that is not simply a column is the trainer's SQL: run it again only
+    // for the trainer itself, never with an evaluating superuser's (or other member's) rights.
+    let stream_by = stored.stream_by.clone().filter(|expr| {
+        let is_column = stored
+            .codec
+            .columns
+            .iter()
+            .any(|c| quote_identifier(&c.name) == *expr);
+        if !is_column && !access.is_trainer {
+            notice!(
+                "stan_evaluate: model \"{model}\" groups rows into streams with an SQL expression of its trainer ({}), which runs only for that role; per-stream figures treat the rows as one stream",
+                access.owner_name
+            );
+        }
+        is_column || access.is_trainer
+    });
     let holdout_rows = read(holdout, &plans, stream_by.as_deref());
     let order = plans.iter().position(|p| p.kind == Kind::Order);
     let times: Vec<f64> = order

@@ -239,6 +239,42 @@ fn synthetic_only_access_with_real_roles() {
     assert_eq!(code, "42704", "{msg}");
     assert_eq!(one_i64(&mut analyst, "SELECT count(*) FROM stan.models"), 0);
 
+    // A trainer's stream_by expression runs with the trainer's rights only: a superuser who
+    // evaluates the model does not run it (per-stream figures then see one stream).
+    c.batch_execute(&format!(
+        "GRANT CREATE ON DATABASE {db} TO {TRAINER};
+         SET ROLE {TRAINER};
+         CREATE SCHEMA tr;
+         CREATE TABLE tr.log (who text);
+         CREATE FUNCTION tr.key(inet) RETURNS text LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO tr.log VALUES (current_user); RETURN host($1); END $$;
+         SELECT stan_train('flows', model => 'k', stream_by => 'tr.key(sa)', options => '{{\"epochs\": 1}}');
+         RESET ROLE;"
+    ))
+    .unwrap();
+    assert!(one_i64(&mut c, "SELECT count(*) FROM stan_evaluate('k', 'flows')") > 0);
+    let ran_as = |c: &mut postgres::Client, who: &str| {
+        one_i64(
+            c,
+            &format!("SELECT count(*) FROM tr.log WHERE who = '{who}'"),
+        )
+    };
+    assert!(
+        ran_as(&mut c, TRAINER) > 0,
+        "the expression ran while training"
+    );
+    assert_eq!(
+        ran_as(&mut c, "postgres"),
+        0,
+        "a trainer's SQL ran as the superuser"
+    );
+    c.batch_execute(&format!(
+        "SET ROLE {TRAINER}; SELECT count(*) FROM stan_evaluate('k', 'flows'); RESET ROLE;"
+    ))
+    .unwrap();
+    assert_eq!(ran_as(&mut c, "postgres"), 0);
+    assert_eq!(one_i64(&mut c, "SELECT stan_drop('k')"), 1);
+
     // The owner drops its model and the model's grants go with it; a superuser may drop any.
     c.batch_execute(&format!(
         "SET ROLE {TRAINER}; SELECT stan_grant('f', '{ANALYST}'); RESET ROLE;"
