@@ -157,15 +157,20 @@ fn caller_name() -> String {
         .unwrap_or_default()
 }
 
-/// Raises unless the model exists and the caller has its owner's rights; `action` completes
-/// "must be the owner of model X to ...".
-pub fn require_owner(model: &str, action: &str) -> ModelAccess {
-    let Some(access) = model_access(model) else {
+/// The caller's rights on a model that must exist.
+fn existing_model_access(model: &str) -> ModelAccess {
+    model_access(model).unwrap_or_else(|| {
         fail(
             Code::ERRCODE_UNDEFINED_OBJECT,
             format!("stan: model \"{model}\" does not exist"),
         )
-    };
+    })
+}
+
+/// Raises unless the model exists and the caller has its owner's rights; `action` completes
+/// "must be the owner of model X to ...".
+pub fn require_owner(model: &str, action: &str) -> ModelAccess {
+    let access = existing_model_access(model);
     if !access.is_owner {
         fail(
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -181,12 +186,7 @@ pub fn require_owner(model: &str, action: &str) -> ModelAccess {
 
 /// Raises unless the model exists and the caller may generate from it.
 pub fn require_generate(model: &str) {
-    let Some(access) = model_access(model) else {
-        fail(
-            Code::ERRCODE_UNDEFINED_OBJECT,
-            format!("stan: model \"{model}\" does not exist"),
-        )
-    };
+    let access = existing_model_access(model);
     if !access.may_generate {
         fail(
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,

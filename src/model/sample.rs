@@ -130,31 +130,31 @@ impl Sampler {
                         HeadSpec::Softmax { classes, .. } => {
                             let p = to_vec(&out.softmax(1, Kind::Float))?;
                             let allowed = &self.allowed[slot];
-                            let mut row_allowed = allowed.clone();
+                            let pairs = &self.pairs[slot];
+                            // Only slots restricted by an earlier value need a per-row mask.
+                            let mut masked = if pairs.is_empty() {
+                                Vec::new()
+                            } else {
+                                allowed.clone()
+                            };
                             for r in 0..b {
-                                let probs = &p[r * classes..(r + 1) * classes];
-                                let mut mask = u64::MAX;
-                                for m in &self.pairs[slot] {
-                                    let given = current[r * width + m.given_slot] as u32;
-                                    mask &= m.allowed_for(given).unwrap_or(u64::MAX);
-                                }
-                                let c = if mask == u64::MAX {
-                                    pick(probs, Some(allowed), &mut self.rng)
-                                } else {
-                                    for (i, a) in row_allowed.iter_mut().enumerate() {
-                                        *a = if i < 64 && mask >> i & 1 == 1 {
-                                            allowed[i]
-                                        } else {
-                                            0.0
-                                        };
+                                let mask = pairs.iter().fold(u64::MAX, |m, p| {
+                                    let given = current[r * width + p.given_slot] as u32;
+                                    m & p.allowed_for(given).unwrap_or(u64::MAX)
+                                });
+                                let mut row_allowed: &[f32] = allowed;
+                                if mask != u64::MAX {
+                                    for (i, a) in masked.iter_mut().enumerate() {
+                                        let kept = i < 64 && mask >> i & 1 == 1;
+                                        *a = if kept { allowed[i] } else { 0.0 };
                                     }
                                     // Masks that leave nothing (never in training) give way.
-                                    if row_allowed.iter().any(|&a| a > 0.0) {
-                                        pick(probs, Some(&row_allowed), &mut self.rng)
-                                    } else {
-                                        pick(probs, Some(allowed), &mut self.rng)
+                                    if masked.iter().any(|&a| a > 0.0) {
+                                        row_allowed = &masked;
                                     }
-                                };
+                                }
+                                let probs = &p[r * classes..(r + 1) * classes];
+                                let c = pick(probs, Some(row_allowed), &mut self.rng);
                                 current[r * width + slot] = c as f32;
                             }
                         }
