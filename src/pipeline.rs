@@ -3,6 +3,7 @@
 
 use crate::codec::{ColumnValues, TableCodec};
 use crate::error::{Error, Result};
+use crate::model::cpu::{CpuNet, CpuSampler, Lane};
 use crate::model::sample::Sampler;
 use crate::model::train::{self, Progress, TrainSettings, TrainSummary};
 use crate::model::{ModelConfig, StanNet};
@@ -75,10 +76,16 @@ pub fn train_model(
 
 /// Generated rows as text values (None = NULL), one per codec column, in codec column order.
 pub struct Generator {
-    sampler: Sampler,
+    engine: Engine,
     codec: TableCodec,
     rng: ChaCha8Rng,
     pending: VecDeque<Vec<Option<String>>>,
+}
+
+/// libtorch on a GPU; plain arrays and SIMD kernels on the CPU (see `model::cpu`).
+enum Engine {
+    Torch(Sampler),
+    Cpu(CpuSampler),
 }
 
 /// Spans beyond this are refused: they would run for days.
@@ -117,17 +124,28 @@ impl Generator {
         let net = store::load(config, weights, device)?;
         let (_, data_start, _) = codec.gap_scale();
         let gap_codec = codec.clone();
-        let sampler = Sampler::new(
-            net,
-            streams,
-            start.unwrap_or(data_start),
-            span_seconds,
-            seed,
-            Box::new(move |z| gap_codec.gap_seconds(z)),
-            &codec.pairs,
-        );
+        let start = start.unwrap_or(data_start);
+        let gap = Box::new(move |z| gap_codec.gap_seconds(z));
+        let engine = if device == Device::Cpu {
+            let cpu = CpuNet::from_net(&net, &codec.pairs)?;
+            let lanes = (0..streams)
+                .map(|s| Lane::new(&cpu, s, 0.0, span_seconds, seed, s as u64))
+                .collect();
+            let threads = tch::get_num_threads().max(1) as usize;
+            Engine::Cpu(CpuSampler::new(cpu, lanes, threads, start, gap))
+        } else {
+            Engine::Torch(Sampler::new(
+                net,
+                streams,
+                start,
+                span_seconds,
+                seed,
+                gap,
+                &codec.pairs,
+            ))
+        };
         Ok(Generator {
-            sampler,
+            engine,
             codec,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
             pending: VecDeque::new(),
@@ -138,12 +156,25 @@ impl Generator {
     /// step runs one network pass for all streams.
     pub fn next_row(&mut self) -> Result<Option<Vec<Option<String>>>> {
         while self.pending.is_empty() {
-            if self.sampler.finished() {
-                return Ok(None);
-            }
-            for row in self.sampler.step()? {
-                let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
-                self.pending.push_back(values);
+            match &mut self.engine {
+                Engine::Torch(sampler) => {
+                    if sampler.finished() {
+                        return Ok(None);
+                    }
+                    for row in sampler.step()? {
+                        let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
+                        self.pending.push_back(values);
+                    }
+                }
+                Engine::Cpu(sampler) => {
+                    if sampler.finished() {
+                        return Ok(None);
+                    }
+                    for (_, slots, epoch) in sampler.step() {
+                        let values = self.codec.decode_row(&slots, epoch, &mut self.rng);
+                        self.pending.push_back(values);
+                    }
+                }
             }
         }
         Ok(self.pending.pop_front())

@@ -1,0 +1,1152 @@
+//! Generation on the CPU without libtorch: the trained network's weights copied into plain
+//! arrays, run with `matrixmultiply`'s SIMD kernels and a handful of loops.
+//!
+//! Why: generation is sequential in rows, so a step is a small batch (one row per live stream)
+//! and libtorch's fixed cost per operation (a few µs, a few hundred operations per step) made it
+//! the slow path (benches/RESULTS.md, "Generation speed"). Two algebraic rewrites also cut the
+//! work per row:
+//! - a head's hidden layer is `W·[context, mask ⊙ current]`: the context part of every head is
+//!   one matrix product per step, and the current row's part is a sum of per-slot terms, so each
+//!   sampled value adds its precomputed row (`W_cur · embedding(value)`, masked per head) to the
+//!   later heads' accumulators instead of re-running every head on the whole row;
+//! - batch norm (evaluation mode) is folded into the convolution.
+//!
+//! The torch network (`net.rs`) stays the reference: a test checks both give the same outputs.
+
+use super::net::StanNet;
+use super::spec::HeadSpec;
+use crate::codec::time::time_of_day_features;
+use crate::codec::PairMask;
+use crate::error::{Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use std::collections::HashMap;
+use tch::{Kind, Tensor};
+
+const BATCH_NORM_EPS: f32 = 1e-5;
+
+enum SlotInput {
+    /// A continuous value (clamped to ±20, as in training) at this feature.
+    Value { feature: usize },
+    /// A class whose embedding fills `dim` features from `start`.
+    Embedded {
+        start: usize,
+        dim: usize,
+        classes: usize,
+        table: Vec<f32>,
+    },
+}
+
+/// What one slot's value adds to the later heads' hidden pre-activations.
+struct Contribution {
+    /// Heads before this column cannot see the slot.
+    first_col: usize,
+    /// [classes, width] for an embedded slot, [1, width] per unit of value for a continuous one.
+    rows: Vec<f32>,
+}
+
+struct Conv {
+    c_in: usize,
+    c_out: usize,
+    /// [c_out, c_in, 3, 3], batch norm folded in.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+struct Cnn {
+    convs: Vec<Conv>,
+    /// Flattened size after the convolutions and the 2×2 max pool.
+    flat: usize,
+    pooled: bool,
+    /// [flat, hidden] (transposed for row-major products).
+    context_w: Vec<f32>,
+    context_b: Vec<f32>,
+}
+
+struct Head {
+    slot: usize,
+    cnn: usize,
+    /// None for a mixture density head.
+    classes: Option<usize>,
+    outputs: usize,
+    /// [head_hidden, outputs].
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    /// 1 for classes that may be sampled.
+    allowed: Vec<f32>,
+}
+
+struct Attribute {
+    first_slot: usize,
+    slots: usize,
+    first_head: usize,
+    heads: usize,
+    is_null_indicator: bool,
+}
+
+pub struct CpuNet {
+    k: usize,
+    features: usize,
+    hidden: usize,
+    head_hidden: usize,
+    mixtures: usize,
+    width: usize,
+    slot_inputs: Vec<SlotInput>,
+    cnns: Vec<Cnn>,
+    heads: Vec<Head>,
+    attributes: Vec<Attribute>,
+    /// [hidden + features, heads × head_hidden]: every head's hidden weights on the context.
+    head_ctx_w: Vec<f32>,
+    head_b: Vec<f32>,
+    contributions: Vec<Contribution>,
+    pairs: Vec<Vec<PairMask>>,
+}
+
+fn weight(vars: &HashMap<String, Tensor>, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+    let t = vars
+        .get(name)
+        .ok_or_else(|| Error::CorruptModel(format!("weight \"{name}\" is missing")))?;
+    let shape = t.size().iter().map(|&d| d as usize).collect();
+    let t = t
+        .f_to_device(tch::Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_flatten(0, -1)?;
+    Ok((Vec::<f32>::try_from(t)?, shape))
+}
+
+/// [rows, cols] row-major → [cols, rows].
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+impl CpuNet {
+    pub fn from_net(net: &StanNet, pair_masks: &[PairMask]) -> Result<CpuNet> {
+        let config = &net.config;
+        let vars = net.vs.variables();
+        let (k, features) = (config.window, config.feature_width());
+        let (hidden, hh) = (config.hidden, config.head_hidden);
+        let width = config.slot_width();
+        let ranges = config.slot_feature_ranges();
+        let offsets = config.slot_offsets();
+
+        let mut slot_inputs = Vec::with_capacity(width);
+        let mut heads = Vec::new();
+        let mut attributes = Vec::new();
+        for (a, attr) in config.attributes.iter().enumerate() {
+            attributes.push(Attribute {
+                first_slot: offsets[a],
+                slots: attr.slots(),
+                first_head: heads.len(),
+                heads: attr.heads.len(),
+                is_null_indicator: attr.is_null_indicator(),
+            });
+            for (h, spec) in attr.heads.iter().enumerate() {
+                let slot = offsets[a] + h;
+                let p = format!("head.a{a}h{h}");
+                let (out_w, shape) = weight(&vars, &format!("{p}.out.weight"))?;
+                let (out_b, _) = weight(&vars, &format!("{p}.out.bias"))?;
+                let outputs = shape[0];
+                let (classes, allowed) = match spec {
+                    HeadSpec::Mdn => {
+                        slot_inputs.push(SlotInput::Value {
+                            feature: ranges[slot].0,
+                        });
+                        (None, vec![])
+                    }
+                    HeadSpec::Softmax { classes, banned } => {
+                        let (table, _) = weight(&vars, &format!("embed.a{a}h{h}.weight"))?;
+                        slot_inputs.push(SlotInput::Embedded {
+                            start: ranges[slot].0,
+                            dim: ranges[slot].1 - ranges[slot].0,
+                            classes: *classes,
+                            table,
+                        });
+                        let mut allowed = vec![1f32; *classes];
+                        for &c in banned.iter().filter(|&&c| c < *classes) {
+                            allowed[c] = 0.0;
+                        }
+                        (Some(*classes), allowed)
+                    }
+                };
+                heads.push(Head {
+                    slot,
+                    cnn: if config.cnn_per_attribute { a } else { 0 },
+                    classes,
+                    outputs,
+                    out_w: transpose(&out_w, outputs, hh),
+                    out_b,
+                    allowed,
+                });
+            }
+            for e in 0..attr.extra_inputs {
+                slot_inputs.push(SlotInput::Value {
+                    feature: ranges[offsets[a] + attr.heads.len() + e].0,
+                });
+            }
+        }
+
+        let cnn_count = if config.cnn_per_attribute {
+            config.attributes.len()
+        } else {
+            1
+        };
+        let mut cnns = Vec::with_capacity(cnn_count);
+        for i in 0..cnn_count {
+            let p = if config.cnn_per_attribute {
+                format!("cnn{i}")
+            } else {
+                "cnn".to_string()
+            };
+            let mut convs = Vec::new();
+            for l in 0..config.conv_layers {
+                let (w, shape) = weight(&vars, &format!("{p}.conv{l}.weight"))?;
+                let (b, _) = weight(&vars, &format!("{p}.conv{l}.bias"))?;
+                let (gamma, _) = weight(&vars, &format!("{p}.bn{l}.weight"))?;
+                let (beta, _) = weight(&vars, &format!("{p}.bn{l}.bias"))?;
+                let (mean, _) = weight(&vars, &format!("{p}.bn{l}.running_mean"))?;
+                let (var, _) = weight(&vars, &format!("{p}.bn{l}.running_var"))?;
+                let (c_out, c_in) = (shape[0], shape[1]);
+                let mut weight = w;
+                let mut bias = vec![0.0; c_out];
+                for c in 0..c_out {
+                    let scale = gamma[c] / (var[c] + BATCH_NORM_EPS).sqrt();
+                    for v in &mut weight[c * c_in * 9..(c + 1) * c_in * 9] {
+                        *v *= scale;
+                    }
+                    bias[c] = (b[c] - mean[c]) * scale + beta[c];
+                }
+                convs.push(Conv {
+                    c_in,
+                    c_out,
+                    weight,
+                    bias,
+                });
+            }
+            let channels = convs.last().map_or(1, |c| c.c_out);
+            let pooled = k >= 2 && features >= 2;
+            let flat = if pooled {
+                channels * (k / 2) * (features / 2)
+            } else {
+                channels * k * features
+            };
+            let (cw, shape) = weight(&vars, &format!("{p}.context.weight"))?;
+            let (context_b, _) = weight(&vars, &format!("{p}.context.bias"))?;
+            if shape != [hidden, flat] {
+                return Err(Error::CorruptModel(format!(
+                    "{p}.context is {shape:?}, expected [{hidden}, {flat}]"
+                )));
+            }
+            cnns.push(Cnn {
+                convs,
+                flat,
+                pooled,
+                context_w: transpose(&cw, hidden, flat),
+                context_b,
+            });
+        }
+
+        // Every head's hidden layer, split into its context part and its current-row part.
+        let cols = heads.len() * hh;
+        let ctx_in = hidden + features;
+        let mut head_ctx_w = vec![0.0; ctx_in * cols];
+        let mut head_b = vec![0.0; cols];
+        let mut current_w: Vec<Vec<f32>> = Vec::with_capacity(heads.len()); // [hh, features], masked
+        let mut h_index = 0;
+        for (a, attr) in config.attributes.iter().enumerate() {
+            for h in 0..attr.heads.len() {
+                let p = format!("head.a{a}h{h}");
+                let (w, shape) = weight(&vars, &format!("{p}.hidden.weight"))?;
+                let (b, _) = weight(&vars, &format!("{p}.hidden.bias"))?;
+                if shape != [hh, ctx_in + features] {
+                    return Err(Error::CorruptModel(format!("{p}.hidden is {shape:?}")));
+                }
+                let visible = config.visible_features(a, h);
+                let mut cur = vec![0.0; hh * features];
+                for o in 0..hh {
+                    let row = &w[o * (ctx_in + features)..(o + 1) * (ctx_in + features)];
+                    for (i, &v) in row[..ctx_in].iter().enumerate() {
+                        head_ctx_w[i * cols + h_index * hh + o] = v;
+                    }
+                    for f in 0..features {
+                        if visible[f] {
+                            cur[o * features + f] = row[ctx_in + f];
+                        }
+                    }
+                    head_b[h_index * hh + o] = b[o];
+                }
+                current_w.push(cur);
+                h_index += 1;
+            }
+        }
+        let contributions = slot_inputs
+            .iter()
+            .map(|input| {
+                let (start, end) = match input {
+                    SlotInput::Value { feature } => (*feature, feature + 1),
+                    SlotInput::Embedded { start, dim, .. } => (*start, start + dim),
+                };
+                let sees = |h: usize| {
+                    (0..hh).any(|o| current_w[h][o * features + start..o * features + end]
+                        .iter()
+                        .any(|&v| v != 0.0))
+                };
+                let first_head = (0..heads.len()).find(|&h| sees(h)).unwrap_or(heads.len());
+                let first_col = first_head * hh;
+                let w = cols - first_col;
+                let rows = match input {
+                    SlotInput::Value { feature } => {
+                        let mut r = vec![0.0; w];
+                        for h in first_head..heads.len() {
+                            for o in 0..hh {
+                                r[(h - first_head) * hh + o] =
+                                    current_w[h][o * features + feature];
+                            }
+                        }
+                        r
+                    }
+                    SlotInput::Embedded {
+                        start,
+                        dim,
+                        classes,
+                        table,
+                    } => {
+                        let mut r = vec![0.0; classes * w];
+                        for c in 0..*classes {
+                            let e = &table[c * dim..(c + 1) * dim];
+                            for h in first_head..heads.len() {
+                                for o in 0..hh {
+                                    let wrow = &current_w[h][o * features + start..];
+                                    r[c * w + (h - first_head) * hh + o] =
+                                        e.iter().zip(wrow).map(|(a, b)| a * b).sum();
+                                }
+                            }
+                        }
+                        r
+                    }
+                };
+                Contribution { first_col, rows }
+            })
+            .collect();
+        let mut pairs = vec![vec![]; width];
+        for m in pair_masks
+            .iter()
+            .filter(|m| m.slot < width && m.given_slot < m.slot)
+        {
+            pairs[m.slot].push(m.clone());
+        }
+        Ok(CpuNet {
+            k,
+            features,
+            hidden,
+            head_hidden: hh,
+            mixtures: config.mixtures,
+            width,
+            slot_inputs,
+            cnns,
+            heads,
+            attributes,
+            head_ctx_w,
+            head_b,
+            contributions,
+            pairs,
+        })
+    }
+
+    pub fn window(&self) -> usize {
+        self.k
+    }
+    pub fn slot_width(&self) -> usize {
+        self.width
+    }
+    pub fn feature_width(&self) -> usize {
+        self.features
+    }
+
+    /// A row's input features (what the window holds for it).
+    pub fn embed_row(&self, slots: &[f32], out: &mut [f32]) {
+        for (s, input) in self.slot_inputs.iter().enumerate() {
+            match input {
+                SlotInput::Value { feature } => out[*feature] = slots[s].clamp(-20.0, 20.0),
+                SlotInput::Embedded {
+                    start,
+                    dim,
+                    classes,
+                    table,
+                } => {
+                    let c = class_of(slots[s], *classes);
+                    out[*start..start + dim].copy_from_slice(&table[c * dim..(c + 1) * dim]);
+                }
+            }
+        }
+    }
+
+    /// Adds `sign` × slot `s`'s contribution for `value` to one row of accumulators.
+    fn contribute(&self, s: usize, value: f32, sign: f32, acc_row: &mut [f32]) {
+        let c = &self.contributions[s];
+        let w = acc_row.len() - c.first_col;
+        if w == 0 {
+            return;
+        }
+        let target = &mut acc_row[c.first_col..];
+        match &self.slot_inputs[s] {
+            SlotInput::Value { .. } => {
+                let v = value.clamp(-20.0, 20.0) * sign;
+                if v != 0.0 {
+                    axpy(v, &c.rows, target);
+                }
+            }
+            SlotInput::Embedded { classes, .. } => {
+                let r = class_of(value, *classes);
+                axpy(sign, &c.rows[r * w..(r + 1) * w], target);
+            }
+        }
+    }
+
+    /// Runs the network for `b` rows whose windows are in `windows` ([b, k, features], invalid
+    /// rows zero). `policy` chooses each head's value from its raw output and may rewrite an
+    /// attribute's slots once all its heads are chosen; `current` ([b, slots]) receives the rows.
+    pub fn forward(
+        &self,
+        scratch: &mut Scratch,
+        b: usize,
+        windows: &[f32],
+        current: &mut [f32],
+        policy: &mut dyn Policy,
+    ) {
+        let (k, f, hidden, hh) = (self.k, self.features, self.hidden, self.head_hidden);
+        let cols = self.heads.len() * hh;
+        let ctx_in = hidden + f;
+        scratch.acc.resize(b * cols, 0.0);
+        scratch.ctx.resize(b * ctx_in, 0.0);
+        for (ci, cnn) in self.cnns.iter().enumerate() {
+            scratch.flat.resize(b * cnn.flat, 0.0);
+            for r in 0..b {
+                let win = &windows[r * k * f..(r + 1) * k * f];
+                cnn_features(
+                    cnn,
+                    k,
+                    f,
+                    win,
+                    &mut scratch.conv_a,
+                    &mut scratch.conv_b,
+                    &mut scratch.flat[r * cnn.flat..(r + 1) * cnn.flat],
+                );
+            }
+            // ctx = [relu(flat · W + b), the most recent row]
+            for r in 0..b {
+                scratch.ctx[r * ctx_in..r * ctx_in + hidden].copy_from_slice(&cnn.context_b);
+                scratch.ctx[r * ctx_in + hidden..(r + 1) * ctx_in]
+                    .copy_from_slice(&windows[r * k * f + (k - 1) * f..(r + 1) * k * f]);
+            }
+            matmul(
+                b,
+                cnn.flat,
+                hidden,
+                &scratch.flat,
+                cnn.flat,
+                &cnn.context_w,
+                hidden,
+                &mut scratch.ctx,
+                ctx_in,
+            );
+            for r in 0..b {
+                for v in &mut scratch.ctx[r * ctx_in..r * ctx_in + hidden] {
+                    *v = v.max(0.0);
+                }
+            }
+            // The heads that read this CNN: a contiguous run of columns.
+            let heads: Vec<usize> = (0..self.heads.len())
+                .filter(|&h| self.heads[h].cnn == ci)
+                .collect();
+            let (Some(&first), Some(&last)) = (heads.first(), heads.last()) else {
+                continue;
+            };
+            let (c0, c1) = (first * hh, (last + 1) * hh);
+            for r in 0..b {
+                scratch.acc[r * cols + c0..r * cols + c1].copy_from_slice(&self.head_b[c0..c1]);
+            }
+            matmul(
+                b,
+                ctx_in,
+                c1 - c0,
+                &scratch.ctx,
+                ctx_in,
+                &self.head_ctx_w[c0..],
+                cols,
+                &mut scratch.acc[c0..],
+                cols,
+            );
+        }
+
+        let width = self.width;
+        current[..b * width].fill(0.0);
+        for (a, attr) in self.attributes.iter().enumerate() {
+            for h in attr.first_head..attr.first_head + attr.heads {
+                let head = &self.heads[h];
+                scratch.x.resize(b * hh, 0.0);
+                for r in 0..b {
+                    for (x, &v) in scratch.x[r * hh..(r + 1) * hh]
+                        .iter_mut()
+                        .zip(&scratch.acc[r * cols + h * hh..r * cols + (h + 1) * hh])
+                    {
+                        *x = v.max(0.0);
+                    }
+                }
+                scratch.out.resize(b * head.outputs, 0.0);
+                for r in 0..b {
+                    scratch.out[r * head.outputs..(r + 1) * head.outputs]
+                        .copy_from_slice(&head.out_b);
+                }
+                matmul(
+                    b,
+                    hh,
+                    head.outputs,
+                    &scratch.x,
+                    hh,
+                    &head.out_w,
+                    head.outputs,
+                    &mut scratch.out,
+                    head.outputs,
+                );
+                for r in 0..b {
+                    let out = &scratch.out[r * head.outputs..(r + 1) * head.outputs];
+                    let row = &current[r * width..(r + 1) * width];
+                    let value = policy.choose(self, r, h, out, row);
+                    current[r * width + head.slot] = value;
+                    self.contribute(
+                        head.slot,
+                        value,
+                        1.0,
+                        &mut scratch.acc[r * cols..(r + 1) * cols],
+                    );
+                }
+            }
+            let slots = attr.first_slot..attr.first_slot + attr.slots;
+            for r in 0..b {
+                let row = &mut current[r * width..(r + 1) * width];
+                scratch.before.clear();
+                scratch.before.extend_from_slice(&row[slots.clone()]);
+                policy.settle(a, r, row);
+                for (i, s) in slots.clone().enumerate() {
+                    if row[s] != scratch.before[i] {
+                        let acc = &mut scratch.acc[r * cols..(r + 1) * cols];
+                        self.contribute(s, scratch.before[i], -1.0, acc);
+                        self.contribute(s, row[s], 1.0, acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Chooses values during `CpuNet::forward`.
+pub trait Policy {
+    /// The value of head `h` (of slot `net.heads[h].slot`) for row `r`, given the head's raw
+    /// output and the row so far.
+    fn choose(&mut self, net: &CpuNet, r: usize, h: usize, out: &[f32], row: &[f32]) -> f32;
+    /// Called after attribute `a`'s heads for row `r`; may rewrite that attribute's slots.
+    fn settle(&mut self, a: usize, r: usize, row: &mut [f32]);
+}
+
+/// Buffers reused between steps.
+#[derive(Default)]
+pub struct Scratch {
+    acc: Vec<f32>,
+    ctx: Vec<f32>,
+    flat: Vec<f32>,
+    conv_a: Vec<f32>,
+    conv_b: Vec<f32>,
+    x: Vec<f32>,
+    out: Vec<f32>,
+    before: Vec<f32>,
+    windows: Vec<f32>,
+}
+
+fn class_of(value: f32, classes: usize) -> usize {
+    // As torch's `to_kind(Int64).clamp(0, classes - 1)`: truncation toward zero.
+    (value as i64).clamp(0, classes as i64 - 1) as usize
+}
+
+/// One window → the CNN's flattened, pooled activations.
+fn cnn_features(
+    cnn: &Cnn,
+    k: usize,
+    f: usize,
+    win: &[f32],
+    a: &mut Vec<f32>,
+    b: &mut Vec<f32>,
+    flat: &mut [f32],
+) {
+    a.clear();
+    a.extend_from_slice(win);
+    let mut channels = 1;
+    for conv in &cnn.convs {
+        b.clear();
+        b.resize(conv.c_out * k * f, 0.0);
+        for co in 0..conv.c_out {
+            let out = &mut b[co * k * f..(co + 1) * k * f];
+            out.fill(conv.bias[co]);
+            for ci in 0..conv.c_in {
+                let input = &a[ci * k * f..(ci + 1) * k * f];
+                for di in 0..3 {
+                    for dj in 0..3 {
+                        let w = conv.weight[((co * conv.c_in + ci) * 3 + di) * 3 + dj];
+                        for i in 0..k {
+                            // Input row i + di - 1, column j + dj - 1, zero outside.
+                            let src_row = i + di;
+                            if src_row < 1 || src_row > k {
+                                continue;
+                            }
+                            let src = &input[(src_row - 1) * f..src_row * f];
+                            let dst = &mut out[i * f..(i + 1) * f];
+                            match dj {
+                                0 => axpy(w, &src[..f - 1], &mut dst[1..]),
+                                1 => axpy(w, src, dst),
+                                _ => axpy(w, &src[1..], &mut dst[..f - 1]),
+                            }
+                        }
+                    }
+                }
+            }
+            for v in out.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        std::mem::swap(a, b);
+        channels = conv.c_out;
+    }
+    if cnn.pooled {
+        let (ph, pw) = (k / 2, f / 2);
+        for c in 0..channels {
+            let m = &a[c * k * f..(c + 1) * k * f];
+            for i in 0..ph {
+                for j in 0..pw {
+                    let (r0, r1) = (2 * i * f, (2 * i + 1) * f);
+                    flat[(c * ph + i) * pw + j] = m[r0 + 2 * j]
+                        .max(m[r0 + 2 * j + 1])
+                        .max(m[r1 + 2 * j])
+                        .max(m[r1 + 2 * j + 1]);
+                }
+            }
+        }
+    } else {
+        flat.copy_from_slice(&a[..channels * k * f]);
+    }
+}
+
+/// y += alpha · x
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has the features the function is compiled for.
+        unsafe { axpy_avx2(alpha, x, y) };
+        return;
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = alpha.mul_add(*x, *y);
+    }
+}
+
+/// c[m, n] += a[m, kk] · b[kk, n], row-major with leading dimensions lda, ldb, ldc.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    kk: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || kk == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + kk && lda >= kk);
+    assert!(b.len() >= (kk - 1) * ldb + n && ldb >= n);
+    assert!(c.len() >= (m - 1) * ldc + n && ldc >= n);
+    if m < 4 {
+        // A few rows: packing the weights would cost more than the product itself.
+        for r in 0..m {
+            let cr = &mut c[r * ldc..r * ldc + n];
+            for (i, &x) in a[r * lda..r * lda + kk].iter().enumerate() {
+                if x != 0.0 {
+                    axpy(x, &b[i * ldb..i * ldb + n], cr);
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: the assertions above keep every index the kernel touches inside the slices.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            kk,
+            n,
+            1.0,
+            a.as_ptr(),
+            lda as isize,
+            1,
+            b.as_ptr(),
+            ldb as isize,
+            1,
+            1.0,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}
+
+/// Draws a class from a head's logits, only among allowed classes.
+pub fn sample_logits(logits: &[f32], allowed: &[f32], rng: &mut impl Rng) -> usize {
+    let mut max = f32::NEG_INFINITY;
+    for (&l, &a) in logits.iter().zip(allowed) {
+        if a > 0.0 && l > max {
+            max = l;
+        }
+    }
+    if !max.is_finite() {
+        let open: Vec<usize> = (0..logits.len()).filter(|&i| allowed[i] > 0.0).collect();
+        return open
+            .get(rng.random_range(0..open.len().max(1)))
+            .copied()
+            .unwrap_or(0);
+    }
+    // Classes more than 30 nats below the best cannot be drawn in practice (e^-30 ≈ 1e-13).
+    let floor = max - 30.0;
+    let mut total = 0f32;
+    for (&l, &a) in logits.iter().zip(allowed) {
+        if a > 0.0 && l > floor {
+            total += (l - max).exp();
+        }
+    }
+    let mut u = rng.random::<f32>() * total;
+    let mut last = 0;
+    for (i, (&l, &a)) in logits.iter().zip(allowed).enumerate() {
+        if a > 0.0 && l > floor {
+            let w = (l - max).exp();
+            last = i;
+            if u < w {
+                return i;
+            }
+            u -= w;
+        }
+    }
+    last
+}
+
+/// One generated sequence: a stream, or a segment of one.
+pub struct Lane {
+    pub stream: usize,
+    /// [k, features], oldest first; rows before the sequence began are zero.
+    window: Vec<f32>,
+    /// Seconds since the generation's start.
+    pub clock: f64,
+    /// The lane ends when its clock passes this.
+    pub end: f64,
+    rng: ChaCha8Rng,
+}
+
+impl Lane {
+    pub fn new(net: &CpuNet, stream: usize, clock: f64, end: f64, seed: u64, id: u64) -> Lane {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(id);
+        Lane {
+            stream,
+            window: vec![0.0; net.k * net.features],
+            clock,
+            end,
+            rng,
+        }
+    }
+}
+
+/// The sampling policy for a batch of lanes (paper Algorithm 2).
+struct Sampling<'a> {
+    net: &'a CpuNet,
+    lanes: &'a mut [Lane],
+    start: f64,
+    gap_seconds: &'a (dyn Fn(f32) -> f64 + Sync),
+    null_value: Vec<bool>,
+    masked: Vec<f32>,
+}
+
+static ONES: [f32; 64] = [1.0; 64];
+
+impl Policy for Sampling<'_> {
+    fn choose(&mut self, net: &CpuNet, r: usize, h: usize, out: &[f32], row: &[f32]) -> f32 {
+        let head = &net.heads[h];
+        let rng = &mut self.lanes[r].rng;
+        match head.classes {
+            None => {
+                let m = net.mixtures;
+                let c = sample_logits(&out[..m], &ONES[..m], rng);
+                let z: f32 = rng.sample(StandardNormal);
+                let sd = out[2 * m + c].clamp(-7.0, 5.0).exp();
+                out[m + c] + sd * z
+            }
+            Some(classes) => {
+                let pairs = &net.pairs[head.slot];
+                let mask = pairs.iter().fold(u64::MAX, |m, p| {
+                    m & p.allowed_for(row[p.given_slot] as u32).unwrap_or(u64::MAX)
+                });
+                let mut allowed: &[f32] = &head.allowed;
+                if mask != u64::MAX {
+                    self.masked.clear();
+                    self.masked.extend((0..classes).map(|i| {
+                        let kept = i < 64 && mask >> i & 1 == 1;
+                        if kept {
+                            head.allowed[i]
+                        } else {
+                            0.0
+                        }
+                    }));
+                    // Masks that leave nothing (never in training) give way.
+                    if self.masked.iter().any(|&a| a > 0.0) {
+                        allowed = &self.masked;
+                    }
+                }
+                sample_logits(out, allowed, rng) as f32
+            }
+        }
+    }
+
+    fn settle(&mut self, a: usize, r: usize, row: &mut [f32]) {
+        let attr = &self.net.attributes[a];
+        if attr.is_null_indicator {
+            self.null_value[r] = row[attr.first_slot] >= 0.5;
+        } else {
+            if self.null_value[r] {
+                // A NULL value is encoded as zeros, as in training.
+                row[attr.first_slot..attr.first_slot + attr.slots].fill(0.0);
+            }
+            self.null_value[r] = false;
+        }
+        if a == 0 {
+            // The order attribute: advance the clock, then add time of day.
+            let lane = &mut self.lanes[r];
+            lane.clock += (self.gap_seconds)(row[0]);
+            row[1..3].copy_from_slice(&time_of_day_features(self.start + lane.clock));
+        }
+    }
+}
+
+/// A row sampled by `step_lanes`: the lane's index in the slice, its slots, its time.
+pub struct LaneRow {
+    pub lane: usize,
+    pub slots: Vec<f32>,
+    pub epoch: f64,
+}
+
+/// One step for every lane given: samples a row each, slides the windows, and returns the rows
+/// whose time is within their lane's end (a lane past its end is finished: `clock > end`).
+pub fn step_lanes(
+    net: &CpuNet,
+    scratch: &mut Scratch,
+    lanes: &mut [Lane],
+    start: f64,
+    gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
+) -> Vec<LaneRow> {
+    let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
+    let mut windows = std::mem::take(&mut scratch.windows);
+    windows.clear();
+    for lane in lanes.iter() {
+        windows.extend_from_slice(&lane.window);
+    }
+    let mut current = vec![0f32; b * width];
+    let mut policy = Sampling {
+        net,
+        lanes: &mut *lanes,
+        start,
+        gap_seconds,
+        null_value: vec![false; b],
+        masked: Vec::new(),
+    };
+    net.forward(scratch, b, &windows, &mut current, &mut policy);
+    scratch.windows = windows;
+    let mut rows = Vec::with_capacity(b);
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        if lane.clock > lane.end {
+            continue;
+        }
+        let row = &current[i * width..(i + 1) * width];
+        lane.window.copy_within(f.., 0);
+        net.embed_row(row, &mut lane.window[(k - 1) * f..]);
+        rows.push(LaneRow {
+            lane: i,
+            slots: row.to_vec(),
+            epoch: start + lane.clock,
+        });
+    }
+    rows
+}
+
+/// Generation on the CPU: lanes step together, split across threads; finished lanes drop out
+/// of the batch so every step's work is proportional to the rows it produces.
+pub struct CpuSampler {
+    net: CpuNet,
+    lanes: Vec<Lane>,
+    scratches: Vec<Scratch>,
+    threads: usize,
+    start: f64,
+    gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
+}
+
+/// Below this many lanes per thread a step runs on one thread (spawning would cost more).
+const LANES_PER_THREAD: usize = 24;
+
+impl CpuSampler {
+    pub fn new(
+        net: CpuNet,
+        lanes: Vec<Lane>,
+        threads: usize,
+        start: f64,
+        gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
+    ) -> CpuSampler {
+        let threads = threads.max(1);
+        CpuSampler {
+            net,
+            lanes,
+            scratches: (0..threads).map(|_| Scratch::default()).collect(),
+            threads,
+            start,
+            gap_seconds,
+        }
+    }
+
+    pub fn net(&self) -> &CpuNet {
+        &self.net
+    }
+
+    pub fn finished(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// One row for every live lane, as (stream, slots, epoch); lanes past their end stop.
+    pub fn step(&mut self) -> Vec<(usize, Vec<f32>, f64)> {
+        let n = self.lanes.len();
+        let threads = self.threads.min(n / LANES_PER_THREAD).max(1);
+        let (net, start, gap) = (&self.net, self.start, &*self.gap_seconds);
+        let mut rows: Vec<(usize, Vec<f32>, f64)> = Vec::with_capacity(n);
+        if threads == 1 {
+            let out = step_lanes(net, &mut self.scratches[0], &mut self.lanes, start, gap);
+            rows.extend(
+                out.into_iter()
+                    .map(|r| (self.lanes[r.lane].stream, r.slots, r.epoch)),
+            );
+        } else {
+            let chunk = n.div_ceil(threads);
+            let results: Vec<Vec<(usize, Vec<f32>, f64)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .lanes
+                    .chunks_mut(chunk)
+                    .zip(self.scratches.iter_mut())
+                    .map(|(lanes, scratch)| {
+                        scope.spawn(move || {
+                            step_lanes(net, scratch, lanes, start, gap)
+                                .into_iter()
+                                .map(|r| (lanes[r.lane].stream, r.slots, r.epoch))
+                                .collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a generation thread panicked"))
+                    .collect()
+            });
+            rows.extend(results.into_iter().flatten());
+        }
+        self.lanes.retain(|l| l.clock <= l.end);
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttributeSpec, Mask, ModelConfig};
+    use tch::Device;
+
+    fn config(cnn_per_attribute: bool, conv_layers: usize) -> ModelConfig {
+        let softmax = |classes| HeadSpec::Softmax {
+            classes,
+            banned: vec![],
+        };
+        ModelConfig {
+            attributes: vec![
+                AttributeSpec {
+                    name: "te".into(),
+                    heads: vec![HeadSpec::Mdn],
+                    extra_inputs: 2,
+                },
+                AttributeSpec {
+                    name: "sa".into(),
+                    heads: vec![softmax(7), softmax(5)],
+                    extra_inputs: 0,
+                },
+                AttributeSpec {
+                    name: "byt:null".into(),
+                    heads: vec![softmax(2)],
+                    extra_inputs: 0,
+                },
+                AttributeSpec {
+                    name: "byt".into(),
+                    heads: vec![HeadSpec::Mdn],
+                    extra_inputs: 0,
+                },
+                AttributeSpec {
+                    name: "pr".into(),
+                    heads: vec![softmax(3)],
+                    extra_inputs: 0,
+                },
+            ],
+            window: 5,
+            conv_layers,
+            conv_channels: 3,
+            hidden: 6,
+            head_hidden: 5,
+            mixtures: 3,
+            mask: Mask::B,
+            cnn_per_attribute,
+        }
+    }
+
+    /// Replays given rows (teacher forcing) and records every head's output.
+    struct Replay {
+        rows: Vec<Vec<f32>>,
+        outputs: Vec<Vec<Vec<f32>>>,
+    }
+    impl Policy for Replay {
+        fn choose(&mut self, net: &CpuNet, r: usize, h: usize, out: &[f32], _: &[f32]) -> f32 {
+            self.outputs[r][h] = out.to_vec();
+            self.rows[r][net.heads[h].slot]
+        }
+        fn settle(&mut self, _: usize, r: usize, row: &mut [f32]) {
+            row.copy_from_slice(&self.rows[r]);
+        }
+    }
+
+    /// The CPU engine computes what the torch network computes, for every head, with batch norm
+    /// statistics that are not the identity, with and without a CNN per attribute.
+    #[test]
+    fn cpu_engine_matches_the_torch_network() {
+        for (per_attribute, layers) in [(false, 1), (true, 2), (false, 0)] {
+            tch::manual_seed(7);
+            let cfg = config(per_attribute, layers);
+            let net = StanNet::new(cfg.clone(), Device::Cpu);
+            tch::no_grad(|| {
+                for (name, var) in net.vs.variables() {
+                    if name.ends_with("running_mean") || name.ends_with("running_var") {
+                        let _ = var
+                            .shallow_clone()
+                            .copy_(&(Tensor::rand_like(&var) + 0.5));
+                    }
+                }
+            });
+            let cpu = CpuNet::from_net(&net, &[]).unwrap();
+            let (b, k, width) = (6usize, cfg.window, cfg.slot_width());
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let random_row = |rng: &mut ChaCha8Rng| -> Vec<f32> {
+                vec![
+                    rng.random_range(-2.0..2.0),
+                    rng.random_range(-1.0..1.0),
+                    rng.random_range(-1.0..1.0),
+                    rng.random_range(0..7) as f32,
+                    rng.random_range(0..5) as f32,
+                    rng.random_range(0..2) as f32,
+                    rng.random_range(-3.0..3.0),
+                    rng.random_range(0..3) as f32,
+                ]
+            };
+            let mut window_slots = vec![0f32; b * k * width];
+            let mut valid = vec![0f32; b * k];
+            let mut windows = vec![0f32; b * k * cpu.features];
+            for r in 0..b {
+                for i in 0..k {
+                    // Row r has r valid rows (the others are padding, as at a stream's start).
+                    if k - i <= r {
+                        let row = random_row(&mut rng);
+                        window_slots[(r * k + i) * width..(r * k + i + 1) * width]
+                            .copy_from_slice(&row);
+                        valid[r * k + i] = 1.0;
+                        let off = (r * k + i) * cpu.features;
+                        cpu.embed_row(&row, &mut windows[off..off + cpu.features]);
+                    }
+                }
+            }
+            let rows: Vec<Vec<f32>> = (0..b).map(|_| random_row(&mut rng)).collect();
+            let mut replay = Replay {
+                rows: rows.clone(),
+                outputs: vec![vec![vec![]; cpu.heads.len()]; b],
+            };
+            let mut current = vec![0f32; b * width];
+            cpu.forward(
+                &mut Scratch::default(),
+                b,
+                &windows,
+                &mut current,
+                &mut replay,
+            );
+
+            let w = Tensor::from_slice(&window_slots).view([b as i64, k as i64, width as i64]);
+            let v = Tensor::from_slice(&valid).view([b as i64, k as i64]);
+            let cur = Tensor::from_slice(&rows.concat()).view([b as i64, width as i64]);
+            tch::no_grad(|| {
+                let contexts = net.context(&w, &v, false);
+                let features = net.embed(&cur);
+                let mut h = 0;
+                for (a, attr) in cfg.attributes.iter().enumerate() {
+                    for hi in 0..attr.heads.len() {
+                        let out = net.head_output(a, hi, &contexts, &features);
+                        let expected: Vec<f32> = Vec::try_from(out.flatten(0, -1)).unwrap();
+                        let n = expected.len() / b;
+                        for r in 0..b {
+                            for j in 0..n {
+                                let (e, g) = (expected[r * n + j], replay.outputs[r][h][j]);
+                                assert!(
+                                    (e - g).abs() < 1e-4 * (1.0 + e.abs()),
+                                    "layers {layers}, per attribute {per_attribute}: head {h} row {r} output {j}: torch {e}, cpu {g}"
+                                );
+                            }
+                        }
+                        h += 1;
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn sampling_keeps_to_allowed_classes_and_follows_the_weights() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let logits = [0.0f32, 2.0_f32.ln(), 50.0, f32::NEG_INFINITY];
+        let allowed = [1.0, 1.0, 0.0, 1.0];
+        let mut counts = [0usize; 4];
+        for _ in 0..30_000 {
+            counts[sample_logits(&logits, &allowed, &mut rng)] += 1;
+        }
+        assert_eq!(counts[2] + counts[3], 0, "{counts:?}");
+        let share = counts[1] as f64 / 30_000.0;
+        assert!((share - 2.0 / 3.0).abs() < 0.02, "{counts:?}");
+    }
+}
