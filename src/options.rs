@@ -39,6 +39,21 @@ pub struct TrainOptions {
     /// Frequent ports above 1023 get classes of their own instead of sharing a bin of 100.
     #[serde(default)]
     pub exact_high_ports: bool,
+    /// How the learning rate moves during training.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+}
+
+/// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
+/// budget (whichever of `epochs` and `max_time` comes first), so a run that is stopped by its
+/// time limit still ends with small steps; `plateau`: halved after 2 epochs without a better
+/// validation loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    #[default]
+    Cosine,
+    Plateau,
 }
 
 impl Default for TrainOptions {
@@ -46,9 +61,9 @@ impl Default for TrainOptions {
         TrainOptions {
             window: 10,
             epochs: 20,
-            max_time: 3600.0,
-            batch_size: 64,
-            learning_rate: 0.001,
+            max_time: DEFAULT_MAX_TIME,
+            batch_size: 0,
+            learning_rate: 0.0,
             mixtures: 10,
             conv_layers: 1,
             conv_channels: 8,
@@ -63,7 +78,36 @@ impl Default for TrainOptions {
             device: String::new(),
             max_rows: 0,
             exact_high_ports: false,
+            lr_schedule: LrSchedule::Cosine,
         }
+    }
+}
+
+/// Seconds of training by default: a day of flows (850k rows) trains in under ten minutes.
+pub const DEFAULT_MAX_TIME: f64 = 480.0;
+/// From this many rows the default batch is `LARGE_BATCH` windows instead of `SMALL_BATCH`.
+pub const LARGE_TABLE_ROWS: usize = 100_000;
+pub const SMALL_BATCH: usize = 64;
+pub const LARGE_BATCH: usize = 256;
+
+impl TrainOptions {
+    /// Fills in what depends on the table: `batch_size` 0 means 64 windows below 100,000 rows
+    /// (on tables of thousands of rows small batches converge better) and 256 from there (more
+    /// windows per second, and a better loss within the same time on 165k simulated rows);
+    /// `learning_rate` 0 means 0.001 × √(batch / 64).
+    pub fn resolved(&self, rows: usize) -> TrainOptions {
+        let mut o = self.clone();
+        if o.batch_size == 0 {
+            o.batch_size = if rows >= LARGE_TABLE_ROWS {
+                LARGE_BATCH
+            } else {
+                SMALL_BATCH
+            };
+        }
+        if o.learning_rate == 0.0 {
+            o.learning_rate = 0.001 * (o.batch_size as f64 / SMALL_BATCH as f64).sqrt();
+        }
+        o
     }
 }
 
@@ -72,8 +116,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("window", "integer 1..512"),
     ("epochs", "integer 1..10000"),
     ("max_time", "seconds > 0"),
-    ("batch_size", "integer 2..65536"),
-    ("learning_rate", "number in (0, 1]"),
+    (
+        "batch_size",
+        "integer 2..65536 (default 64, or 256 from 100,000 rows)",
+    ),
+    (
+        "learning_rate",
+        "number in (0, 1] (default 0.001 x sqrt(batch_size / 64))",
+    ),
     ("mixtures", "integer 1..64"),
     ("conv_layers", "integer 0..8"),
     ("conv_channels", "integer 1..256"),
@@ -88,6 +138,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("device", "\"auto\", \"cpu\" or \"cuda\""),
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
     ("exact_high_ports", "true or false"),
+    ("lr_schedule", "\"cosine\" or \"plateau\""),
 ];
 
 fn valid_keys() -> String {
@@ -177,6 +228,18 @@ impl TrainOptions {
                         ));
                     }
                 }
+                "lr_schedule" => {
+                    o.lr_schedule = match v.as_str() {
+                        Some("cosine") => LrSchedule::Cosine,
+                        Some("plateau") => LrSchedule::Plateau,
+                        _ => {
+                            return Err(Error::option(
+                                k,
+                                format!("{v} is not \"cosine\" or \"plateau\""),
+                            ))
+                        }
+                    }
+                }
                 "device" => {
                     o.device = match v.as_str() {
                         Some(d @ ("auto" | "cpu" | "cuda")) => d.to_string(),
@@ -209,6 +272,19 @@ mod tests {
     fn defaults_and_overrides() {
         let o = TrainOptions::parse(&json!({"window": 4, "mask": "A"})).unwrap();
         assert_eq!((o.window, o.mask, o.epochs), (4, Mask::A, 20));
+    }
+
+    #[test]
+    fn batch_and_learning_rate_follow_the_table_unless_given() {
+        let o = TrainOptions::parse(&json!({})).unwrap();
+        let small = o.resolved(5_000);
+        assert_eq!((small.batch_size, small.learning_rate), (64, 0.001));
+        let large = o.resolved(850_000);
+        assert_eq!((large.batch_size, large.learning_rate), (256, 0.002));
+        let given = TrainOptions::parse(&json!({"batch_size": 32, "learning_rate": 0.01}))
+            .unwrap()
+            .resolved(850_000);
+        assert_eq!((given.batch_size, given.learning_rate), (32, 0.01));
     }
 
     #[test]

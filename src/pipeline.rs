@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 use tch::Device;
 
 pub struct TrainedModel {
+    /// The options as used: batch size and learning rate resolved for the table.
+    pub options: TrainOptions,
     pub codec: TableCodec,
     pub config: ModelConfig,
     pub weights: Vec<u8>,
@@ -40,6 +42,7 @@ pub fn train_model(
         options.min_category_count,
         options.exact_high_ports,
     )?;
+    let options = &options.resolved(encoded.rows);
     let config = ModelConfig {
         attributes: codec.attributes(),
         window: options.window,
@@ -58,6 +61,7 @@ pub fn train_model(
         max_time_s: options.max_time,
         batch_size: options.batch_size,
         learning_rate: options.learning_rate,
+        lr_schedule: options.lr_schedule,
         validation_fraction: options.validation_fraction,
         patience: options.patience,
         seed: options.seed,
@@ -65,6 +69,7 @@ pub fn train_model(
     let summary = train::train(&mut net, &encoded, &settings, progress)?;
     let weights = store::save(&net)?;
     Ok(TrainedModel {
+        options: options.clone(),
         codec,
         config,
         weights,
@@ -84,8 +89,8 @@ pub struct Generator {
 
 /// libtorch on a GPU; plain arrays and SIMD kernels on the CPU (see `model::cpu`).
 enum Engine {
-    Torch(Sampler),
-    Cpu(CpuSampler),
+    Torch(Box<Sampler>),
+    Cpu(Box<CpuSampler>),
 }
 
 /// Spans beyond this are refused: they would run for days.
@@ -132,9 +137,9 @@ impl Generator {
                 .map(|s| Lane::new(&cpu, s, 0.0, span_seconds, seed, s as u64))
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
-            Engine::Cpu(CpuSampler::new(cpu, lanes, threads, start, gap))
+            Engine::Cpu(Box::new(CpuSampler::new(cpu, lanes, threads, start, gap)))
         } else {
-            Engine::Torch(Sampler::new(
+            Engine::Torch(Box::new(Sampler::new(
                 net,
                 streams,
                 start,
@@ -142,7 +147,7 @@ impl Generator {
                 seed,
                 gap,
                 &codec.pairs,
-            ))
+            )))
         };
         Ok(Generator {
             engine,

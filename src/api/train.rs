@@ -401,7 +401,7 @@ mod stan {
                 relation.into(),
                 JsonB(serde_json::to_value(&trained.codec).expect("serialisable")).into(),
                 JsonB(serde_json::to_value(&trained.config).expect("serialisable")).into(),
-                JsonB(serde_json::to_value(&options).expect("serialisable")).into(),
+                JsonB(serde_json::to_value(&trained.options).expect("serialisable")).into(),
                 JsonB(metrics).into(),
                 stan_core::model::device::name(device).to_string().into(),
                 (trained.rows as i64).into(),
@@ -414,11 +414,19 @@ mod stan {
         ))
         .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: storing model \"{name}\": {e}")));
         notice!(
-            "stan_train \"{name}\": stored version {} ({} epochs, best validation loss {:.4}, {:.1} s)",
+            "stan_train \"{name}\": stored version {} ({} epochs, best validation loss {:.4}, {:.1} s){}",
             inserted.unwrap_or_default(),
             trained.summary.epochs_run,
             trained.summary.best_validation_loss,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if trained.summary.stopped_by == "max_time" {
+                format!(
+                    "; stopped by max_time ({} s): a larger max_time in options gives a closer fit",
+                    trained.options.max_time
+                )
+            } else {
+                String::new()
+            }
         );
         name
     }

@@ -294,9 +294,11 @@ impl CpuNet {
                     SlotInput::Embedded { start, dim, .. } => (*start, start + dim),
                 };
                 let sees = |h: usize| {
-                    (0..hh).any(|o| current_w[h][o * features + start..o * features + end]
-                        .iter()
-                        .any(|&v| v != 0.0))
+                    (0..hh).any(|o| {
+                        current_w[h][o * features + start..o * features + end]
+                            .iter()
+                            .any(|&v| v != 0.0)
+                    })
                 };
                 let first_head = (0..heads.len()).find(|&h| sees(h)).unwrap_or(heads.len());
                 let first_col = first_head * hh;
@@ -306,8 +308,7 @@ impl CpuNet {
                         let mut r = vec![0.0; w];
                         for h in first_head..heads.len() {
                             for o in 0..hh {
-                                r[(h - first_head) * hh + o] =
-                                    current_w[h][o * features + feature];
+                                r[(h - first_head) * hh + o] = current_w[h][o * features + feature];
                             }
                         }
                         r
@@ -363,6 +364,12 @@ impl CpuNet {
     pub fn window(&self) -> usize {
         self.k
     }
+
+    /// With one shared CNN of one convolution, each lane keeps its convolution's output: a
+    /// step slides the window by one row, so only the rows next to the window's ends change.
+    pub fn keeps_activations(&self) -> bool {
+        self.cnns.len() == 1 && self.cnns[0].convs.len() == 1
+    }
     pub fn slot_width(&self) -> usize {
         self.width
     }
@@ -410,17 +417,20 @@ impl CpuNet {
         }
     }
 
-    /// Runs the network for `b` rows whose windows are in `windows` ([b, k, features], invalid
-    /// rows zero). `policy` chooses each head's value from its raw output and may rewrite an
-    /// attribute's slots once all its heads are chosen; `current` ([b, slots]) receives the rows.
+    /// Runs the network for `b` rows whose windows are `windows[r]` ([k, features], invalid
+    /// rows zero) and, when the net keeps them (`keeps_activations`), whose convolution outputs
+    /// are `activations[r]`. `policy` chooses each head's value from its raw output and may
+    /// rewrite an attribute's slots once all its heads are chosen; `current` ([b, slots])
+    /// receives the rows.
     pub fn forward(
         &self,
         scratch: &mut Scratch,
-        b: usize,
-        windows: &[f32],
+        windows: &[&[f32]],
+        activations: Option<&[&[f32]]>,
         current: &mut [f32],
         policy: &mut dyn Policy,
     ) {
+        let b = windows.len();
         let (k, f, hidden, hh) = (self.k, self.features, self.hidden, self.head_hidden);
         let cols = self.heads.len() * hh;
         let ctx_in = hidden + f;
@@ -429,22 +439,26 @@ impl CpuNet {
         for (ci, cnn) in self.cnns.iter().enumerate() {
             scratch.flat.resize(b * cnn.flat, 0.0);
             for r in 0..b {
-                let win = &windows[r * k * f..(r + 1) * k * f];
-                cnn_features(
-                    cnn,
-                    k,
-                    f,
-                    win,
-                    &mut scratch.conv_a,
-                    &mut scratch.conv_b,
-                    &mut scratch.flat[r * cnn.flat..(r + 1) * cnn.flat],
-                );
+                let flat = &mut scratch.flat[r * cnn.flat..(r + 1) * cnn.flat];
+                match activations {
+                    Some(acts) if self.keeps_activations() => {
+                        pool_flatten(cnn, k, f, cnn.convs[0].c_out, acts[r], flat)
+                    }
+                    _ => cnn_features(
+                        cnn,
+                        k,
+                        f,
+                        windows[r],
+                        &mut scratch.conv_a,
+                        &mut scratch.conv_b,
+                        flat,
+                    ),
+                }
             }
             // ctx = [relu(flat · W + b), the most recent row]
-            for r in 0..b {
-                scratch.ctx[r * ctx_in..r * ctx_in + hidden].copy_from_slice(&cnn.context_b);
-                scratch.ctx[r * ctx_in + hidden..(r + 1) * ctx_in]
-                    .copy_from_slice(&windows[r * k * f + (k - 1) * f..(r + 1) * k * f]);
+            for (ctx, window) in scratch.ctx.chunks_exact_mut(ctx_in).zip(windows) {
+                ctx[..hidden].copy_from_slice(&cnn.context_b);
+                ctx[hidden..].copy_from_slice(&window[(k - 1) * f..k * f]);
             }
             matmul(
                 b,
@@ -567,12 +581,86 @@ pub struct Scratch {
     x: Vec<f32>,
     out: Vec<f32>,
     before: Vec<f32>,
-    windows: Vec<f32>,
 }
 
 fn class_of(value: f32, classes: usize) -> usize {
     // As torch's `to_kind(Int64).clamp(0, classes - 1)`: truncation toward zero.
     (value as i64).clamp(0, classes as i64 - 1) as usize
+}
+
+/// Output rows `rows` of a 3×3 convolution (zero padding 1) with its bias and ReLU:
+/// input [c_in, k, f] → out [c_out, k, f]; other rows of `out` are left as they are.
+fn conv_rows(conv: &Conv, k: usize, f: usize, input: &[f32], out: &mut [f32], rows: &[usize]) {
+    for co in 0..conv.c_out {
+        let out = &mut out[co * k * f..(co + 1) * k * f];
+        for &i in rows {
+            out[i * f..(i + 1) * f].fill(conv.bias[co]);
+        }
+        for ci in 0..conv.c_in {
+            let input = &input[ci * k * f..(ci + 1) * k * f];
+            for di in 0..3 {
+                for dj in 0..3 {
+                    let w = conv.weight[((co * conv.c_in + ci) * 3 + di) * 3 + dj];
+                    for &i in rows {
+                        // Input row i + di - 1, column j + dj - 1, zero outside.
+                        let src_row = i + di;
+                        if src_row < 1 || src_row > k {
+                            continue;
+                        }
+                        let src = &input[(src_row - 1) * f..src_row * f];
+                        let dst = &mut out[i * f..(i + 1) * f];
+                        match dj {
+                            0 => axpy(w, &src[..f - 1], &mut dst[1..]),
+                            1 => axpy(w, src, dst),
+                            _ => axpy(w, &src[1..], &mut dst[..f - 1]),
+                        }
+                    }
+                }
+            }
+        }
+        for &i in rows {
+            for v in &mut out[i * f..(i + 1) * f] {
+                *v = v.max(0.0);
+            }
+        }
+    }
+}
+
+/// 2×2 max pool (when the CNN pools) and flatten: [channels, k, f] → `flat`.
+fn pool_flatten(cnn: &Cnn, k: usize, f: usize, channels: usize, a: &[f32], flat: &mut [f32]) {
+    if !cnn.pooled {
+        flat.copy_from_slice(&a[..channels * k * f]);
+        return;
+    }
+    let (ph, pw) = (k / 2, f / 2);
+    let mut rows = [0f32; 512];
+    for c in 0..channels {
+        let m = &a[c * k * f..(c + 1) * k * f];
+        for i in 0..ph {
+            let (top, bottom) = (
+                &m[2 * i * f..2 * i * f + f],
+                &m[(2 * i + 1) * f..(2 * i + 2) * f],
+            );
+            let out = &mut flat[(c * ph + i) * pw..(c * ph + i + 1) * pw];
+            if f <= rows.len() {
+                // Rows first (contiguous, vectorises), then neighbouring pairs.
+                for ((r, &t), &b) in rows.iter_mut().zip(top).zip(bottom) {
+                    *r = if t > b { t } else { b };
+                }
+                for (j, o) in out.iter_mut().enumerate() {
+                    let (x, y) = (rows[2 * j], rows[2 * j + 1]);
+                    *o = if x > y { x } else { y };
+                }
+            } else {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = top[2 * j]
+                        .max(top[2 * j + 1])
+                        .max(bottom[2 * j])
+                        .max(bottom[2 * j + 1]);
+                }
+            }
+        }
+    }
 }
 
 /// One window → the CNN's flattened, pooled activations.
@@ -588,65 +676,21 @@ fn cnn_features(
     a.clear();
     a.extend_from_slice(win);
     let mut channels = 1;
+    let all: Vec<usize> = (0..k).collect();
     for conv in &cnn.convs {
         b.clear();
         b.resize(conv.c_out * k * f, 0.0);
-        for co in 0..conv.c_out {
-            let out = &mut b[co * k * f..(co + 1) * k * f];
-            out.fill(conv.bias[co]);
-            for ci in 0..conv.c_in {
-                let input = &a[ci * k * f..(ci + 1) * k * f];
-                for di in 0..3 {
-                    for dj in 0..3 {
-                        let w = conv.weight[((co * conv.c_in + ci) * 3 + di) * 3 + dj];
-                        for i in 0..k {
-                            // Input row i + di - 1, column j + dj - 1, zero outside.
-                            let src_row = i + di;
-                            if src_row < 1 || src_row > k {
-                                continue;
-                            }
-                            let src = &input[(src_row - 1) * f..src_row * f];
-                            let dst = &mut out[i * f..(i + 1) * f];
-                            match dj {
-                                0 => axpy(w, &src[..f - 1], &mut dst[1..]),
-                                1 => axpy(w, src, dst),
-                                _ => axpy(w, &src[1..], &mut dst[..f - 1]),
-                            }
-                        }
-                    }
-                }
-            }
-            for v in out.iter_mut() {
-                *v = v.max(0.0);
-            }
-        }
+        conv_rows(conv, k, f, a, b, &all);
         std::mem::swap(a, b);
         channels = conv.c_out;
     }
-    if cnn.pooled {
-        let (ph, pw) = (k / 2, f / 2);
-        for c in 0..channels {
-            let m = &a[c * k * f..(c + 1) * k * f];
-            for i in 0..ph {
-                for j in 0..pw {
-                    let (r0, r1) = (2 * i * f, (2 * i + 1) * f);
-                    flat[(c * ph + i) * pw + j] = m[r0 + 2 * j]
-                        .max(m[r0 + 2 * j + 1])
-                        .max(m[r1 + 2 * j])
-                        .max(m[r1 + 2 * j + 1]);
-                }
-            }
-        }
-    } else {
-        flat.copy_from_slice(&a[..channels * k * f]);
-    }
+    pool_flatten(cnn, k, f, channels, a, flat);
 }
 
 /// y += alpha · x
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
         unsafe { axpy_avx2(alpha, x, y) };
         return;
@@ -718,12 +762,7 @@ fn matmul(
 
 /// Draws a class from a head's logits, only among allowed classes.
 pub fn sample_logits(logits: &[f32], allowed: &[f32], rng: &mut impl Rng) -> usize {
-    let mut max = f32::NEG_INFINITY;
-    for (&l, &a) in logits.iter().zip(allowed) {
-        if a > 0.0 && l > max {
-            max = l;
-        }
-    }
+    let max = allowed_max(logits, allowed);
     if !max.is_finite() {
         let open: Vec<usize> = (0..logits.len()).filter(|&i| allowed[i] > 0.0).collect();
         return open
@@ -731,27 +770,126 @@ pub fn sample_logits(logits: &[f32], allowed: &[f32], rng: &mut impl Rng) -> usi
             .copied()
             .unwrap_or(0);
     }
-    // Classes more than 30 nats below the best cannot be drawn in practice (e^-30 ≈ 1e-13).
-    let floor = max - 30.0;
-    let mut total = 0f32;
-    for (&l, &a) in logits.iter().zip(allowed) {
-        if a > 0.0 && l > floor {
-            total += (l - max).exp();
-        }
-    }
-    let mut u = rng.random::<f32>() * total;
-    let mut last = 0;
-    for (i, (&l, &a)) in logits.iter().zip(allowed).enumerate() {
-        if a > 0.0 && l > floor {
-            let w = (l - max).exp();
-            last = i;
-            if u < w {
-                return i;
+    WEIGHTS.with_borrow_mut(|weights| {
+        weights.resize(logits.len(), 0.0);
+        let total = exp_weights(logits, allowed, max, weights);
+        let mut u = rng.random::<f32>() * total;
+        // Skip whole blocks of eight, then walk the block the draw falls in.
+        let mut base = 0;
+        for block in weights.chunks(8) {
+            let sum: f32 = block.iter().sum();
+            if u < sum {
+                break;
             }
-            u -= w;
+            u -= sum;
+            base += block.len();
+        }
+        for (i, &w) in weights.iter().enumerate().skip(base) {
+            if w > 0.0 {
+                if u < w {
+                    return i;
+                }
+                u -= w;
+            }
+        }
+        // Rounding left the draw past the end: the last class with weight.
+        weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+    })
+}
+
+/// The largest logit among allowed classes (−∞ when none is allowed).
+fn allowed_max(logits: &[f32], allowed: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { allowed_max_avx2(logits, allowed) };
+    }
+    allowed_max_portable(logits, allowed)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn allowed_max_avx2(logits: &[f32], allowed: &[f32]) -> f32 {
+    allowed_max_portable(logits, allowed)
+}
+
+#[inline(always)]
+fn allowed_max_portable(logits: &[f32], allowed: &[f32]) -> f32 {
+    // Compare-and-select (not f32::max, whose NaN rule keeps the loop scalar); NaN never wins.
+    let mut partial = [f32::NEG_INFINITY; 8];
+    for (l, a) in logits.chunks_exact(8).zip(allowed.chunks_exact(8)) {
+        for j in 0..8 {
+            let v = if a[j] > 0.0 { l[j] } else { f32::NEG_INFINITY };
+            partial[j] = if v > partial[j] { v } else { partial[j] };
         }
     }
-    last
+    let mut max = f32::NEG_INFINITY;
+    for p in partial {
+        max = if p > max { p } else { max };
+    }
+    for i in logits.len() - logits.len() % 8..logits.len() {
+        if allowed[i] > 0.0 && logits[i] > max {
+            max = logits[i];
+        }
+    }
+    max
+}
+
+thread_local! {
+    static WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// weights[i] = allowed[i] · e^(logits[i] - max); returns their sum.
+fn exp_weights(logits: &[f32], allowed: &[f32], max: f32, weights: &mut [f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { exp_weights_avx2(logits, allowed, max, weights) };
+    }
+    exp_weights_portable(logits, allowed, max, weights)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_weights_avx2(logits: &[f32], allowed: &[f32], max: f32, weights: &mut [f32]) -> f32 {
+    exp_weights_portable(logits, allowed, max, weights)
+}
+
+#[inline(always)]
+fn exp_weights_portable(logits: &[f32], allowed: &[f32], max: f32, weights: &mut [f32]) -> f32 {
+    for ((w, &l), &a) in weights.iter_mut().zip(logits).zip(allowed) {
+        *w = fast_exp(l - max) * a;
+    }
+    // Eight partial sums: a single running sum would keep the loop from vectorising.
+    let mut partial = [0f32; 8];
+    let chunks = weights.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (p, &w) in partial.iter_mut().zip(c) {
+            *p += w;
+        }
+    }
+    partial.iter().sum::<f32>() + rest
+}
+
+/// e^x for x ≤ 0 within 1e-5 relative, in a form compilers vectorise (2^n through the exponent
+/// bits, 2^f by Cephes' exp2f polynomial for f in [-0.5, 0.5]); below e^-87 it is about 1e-38.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    let t = (x * std::f32::consts::LOG2_E).max(-126.0);
+    let n = (t + 0.5).floor();
+    let f = t - n;
+    let p = 1.535_336_2e-4_f32;
+    let p = p.mul_add(f, 1.339_887_4e-3);
+    let p = p.mul_add(f, 9.618_437e-3);
+    let p = p.mul_add(f, 5.550_332_5e-2);
+    let p = p.mul_add(f, 0.240_226_5);
+    let p = p.mul_add(f, std::f32::consts::LN_2);
+    let p = p.mul_add(f, 1.0);
+    // n + 1.5·2^23 holds n in its low mantissa bits: an integer without a float→int cast.
+    const MAGIC: f32 = 12_582_912.0;
+    let n_bits = (n + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
+    p * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// One generated sequence: a stream, or a segment of one.
@@ -759,23 +897,38 @@ pub struct Lane {
     pub stream: usize,
     /// [k, features], oldest first; rows before the sequence began are zero.
     window: Vec<f32>,
-    /// Seconds since the generation's start.
-    pub clock: f64,
-    /// The lane ends when its clock passes this.
+    /// The convolution's output for `window`, [channels, k, features], when the net keeps it.
+    activations: Vec<f32>,
+    state: LaneState,
+    /// The lane ends when its clock passes this (seconds since the generation's start).
     pub end: f64,
+}
+
+/// What sampling a row changes besides the window.
+struct LaneState {
     rng: ChaCha8Rng,
+    /// Seconds since the generation's start.
+    clock: f64,
 }
 
 impl Lane {
     pub fn new(net: &CpuNet, stream: usize, clock: f64, end: f64, seed: u64, id: u64) -> Lane {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(id);
+        let window = vec![0.0; net.k * net.features];
+        let mut activations = Vec::new();
+        if net.keeps_activations() {
+            let conv = &net.cnns[0].convs[0];
+            activations = vec![0.0; conv.c_out * net.k * net.features];
+            let all: Vec<usize> = (0..net.k).collect();
+            conv_rows(conv, net.k, net.features, &window, &mut activations, &all);
+        }
         Lane {
             stream,
-            window: vec![0.0; net.k * net.features],
-            clock,
+            window,
+            activations,
+            state: LaneState { rng, clock },
             end,
-            rng,
         }
     }
 }
@@ -783,7 +936,7 @@ impl Lane {
 /// The sampling policy for a batch of lanes (paper Algorithm 2).
 struct Sampling<'a> {
     net: &'a CpuNet,
-    lanes: &'a mut [Lane],
+    lanes: Vec<&'a mut LaneState>,
     start: f64,
     gap_seconds: &'a (dyn Fn(f32) -> f64 + Sync),
     null_value: Vec<bool>,
@@ -867,34 +1020,47 @@ pub fn step_lanes(
     gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
 ) -> Vec<LaneRow> {
     let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
-    let mut windows = std::mem::take(&mut scratch.windows);
-    windows.clear();
-    for lane in lanes.iter() {
-        windows.extend_from_slice(&lane.window);
-    }
     let mut current = vec![0f32; b * width];
-    let mut policy = Sampling {
-        net,
-        lanes: &mut *lanes,
-        start,
-        gap_seconds,
-        null_value: vec![false; b],
-        masked: Vec::new(),
-    };
-    net.forward(scratch, b, &windows, &mut current, &mut policy);
-    scratch.windows = windows;
+    {
+        let (mut windows, mut activations, mut states) = (vec![], vec![], vec![]);
+        for lane in lanes.iter_mut() {
+            windows.push(lane.window.as_slice());
+            activations.push(lane.activations.as_slice());
+            states.push(&mut lane.state);
+        }
+        let mut policy = Sampling {
+            net,
+            lanes: states,
+            start,
+            gap_seconds,
+            null_value: vec![false; b],
+            masked: Vec::new(),
+        };
+        let acts = net.keeps_activations().then_some(activations.as_slice());
+        net.forward(scratch, &windows, acts, &mut current, &mut policy);
+    }
     let mut rows = Vec::with_capacity(b);
     for (i, lane) in lanes.iter_mut().enumerate() {
-        if lane.clock > lane.end {
+        if lane.state.clock > lane.end {
             continue;
         }
         let row = &current[i * width..(i + 1) * width];
         lane.window.copy_within(f.., 0);
         net.embed_row(row, &mut lane.window[(k - 1) * f..]);
+        if net.keeps_activations() {
+            let conv = &net.cnns[0].convs[0];
+            for c in 0..conv.c_out {
+                lane.activations[c * k * f..(c + 1) * k * f].copy_within(f.., 0);
+            }
+            // Row 0 lost its upper neighbour, rows k-2 and k-1 gained the new row.
+            let mut changed = vec![0, k.saturating_sub(2), k - 1];
+            changed.dedup();
+            conv_rows(conv, k, f, &lane.window, &mut lane.activations, &changed);
+        }
         rows.push(LaneRow {
             lane: i,
             slots: row.to_vec(),
-            epoch: start + lane.clock,
+            epoch: start + lane.state.clock,
         });
     }
     rows
@@ -976,7 +1142,7 @@ impl CpuSampler {
             });
             rows.extend(results.into_iter().flatten());
         }
-        self.lanes.retain(|l| l.clock <= l.end);
+        self.lanes.retain(|l| l.state.clock <= l.end);
         rows
     }
 }
@@ -1057,9 +1223,7 @@ mod tests {
             tch::no_grad(|| {
                 for (name, var) in net.vs.variables() {
                     if name.ends_with("running_mean") || name.ends_with("running_var") {
-                        let _ = var
-                            .shallow_clone()
-                            .copy_(&(Tensor::rand_like(&var) + 0.5));
+                        var.shallow_clone().copy_(&(Tensor::rand_like(&var) + 0.5));
                     }
                 }
             });
@@ -1100,13 +1264,37 @@ mod tests {
                 outputs: vec![vec![vec![]; cpu.heads.len()]; b],
             };
             let mut current = vec![0f32; b * width];
+            let window_rows: Vec<&[f32]> = windows.chunks(k * cpu.features).collect();
             cpu.forward(
                 &mut Scratch::default(),
-                b,
-                &windows,
+                &window_rows,
+                None,
                 &mut current,
                 &mut replay,
             );
+            if cpu.keeps_activations() {
+                // Given the convolution's output instead of computing it: the same outputs.
+                let conv = &cpu.cnns[0].convs[0];
+                let all: Vec<usize> = (0..k).collect();
+                let acts: Vec<Vec<f32>> = window_rows
+                    .iter()
+                    .map(|w| {
+                        let mut a = vec![0.0; conv.c_out * k * cpu.features];
+                        conv_rows(conv, k, cpu.features, w, &mut a, &all);
+                        a
+                    })
+                    .collect();
+                let act_rows: Vec<&[f32]> = acts.iter().map(|a| a.as_slice()).collect();
+                let first = replay.outputs.clone();
+                cpu.forward(
+                    &mut Scratch::default(),
+                    &window_rows,
+                    Some(&act_rows),
+                    &mut current,
+                    &mut replay,
+                );
+                assert_eq!(first, replay.outputs);
+            }
 
             let w = Tensor::from_slice(&window_slots).view([b as i64, k as i64, width as i64]);
             let v = Tensor::from_slice(&valid).view([b as i64, k as i64]);
@@ -1134,6 +1322,50 @@ mod tests {
                 }
             });
         }
+    }
+
+    /// A lane's kept convolution output, updated row by row as the window slides, is the
+    /// convolution of its window.
+    #[test]
+    fn kept_activations_follow_the_window() {
+        tch::manual_seed(5);
+        let cfg = config(false, 1);
+        let net = StanNet::new(cfg.clone(), Device::Cpu);
+        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        assert!(cpu.keeps_activations());
+        let mut lanes: Vec<Lane> = (0..5)
+            .map(|s| Lane::new(&cpu, s, 0.0, 1e9, 9, s as u64))
+            .collect();
+        let mut scratch = Scratch::default();
+        let gap = |_: f32| 1.0;
+        let mut produced = 0;
+        for _ in 0..(cfg.window * 3) {
+            produced += step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap).len();
+        }
+        assert_eq!(produced, 5 * cfg.window * 3);
+        let (k, f) = (cfg.window, cpu.features);
+        let conv = &cpu.cnns[0].convs[0];
+        let all: Vec<usize> = (0..k).collect();
+        for lane in &lanes {
+            let mut full = vec![0.0; conv.c_out * k * f];
+            conv_rows(conv, k, f, &lane.window, &mut full, &all);
+            for (a, b) in full.iter().zip(&lane.activations) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            assert!(lane.window.iter().any(|&v| v != 0.0));
+        }
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut x = 0.0f32;
+        while x > -90.0 {
+            let (e, g) = (x.exp(), fast_exp(x));
+            assert!((e - g).abs() <= 1e-5 * e + 1e-37, "e^{x}: {e} vs {g}");
+            x -= 0.0173;
+        }
+        assert!(fast_exp(-200.0) < 1e-37);
+        assert!(fast_exp(f32::NEG_INFINITY) < 1e-37);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct StanNet {
     heads: Vec<Vec<Head>>,
     /// [heads, features]: which current-row features each head may see.
     masks: Tensor,
+    /// [heads × head_hidden, context + features]: the masks above laid over every head's hidden
+    /// weights (context columns all 1), so one product computes every head's hidden layer.
+    hidden_weight_mask: Tensor,
 }
 
 impl StanNet {
@@ -132,11 +135,26 @@ impl StanNet {
             }
             heads.push(attribute_heads);
         }
+        let hh = config.head_hidden as i64;
+        let ctx_in = config.hidden as i64 + features;
+        let weight_mask: Vec<f32> = masks
+            .iter()
+            .flat_map(|m| {
+                let row: Vec<f32> = std::iter::repeat_n(1.0, ctx_in as usize)
+                    .chain(m.iter().copied())
+                    .collect();
+                std::iter::repeat_n(row, hh as usize).flatten()
+            })
+            .collect();
+        let hidden_weight_mask = Tensor::from_slice(&weight_mask)
+            .view([masks.len() as i64 * hh, ctx_in + features])
+            .to(device);
         let flat: Vec<f32> = masks.concat();
         let masks = Tensor::from_slice(&flat)
             .view([masks.len() as i64, features])
             .to(device);
         StanNet {
+            hidden_weight_mask,
             config,
             vs,
             slot_inputs,
@@ -216,25 +234,45 @@ impl StanNet {
     pub fn losses(&self, contexts: &[Tensor], current_slots: &Tensor) -> Tensor {
         let current = self.embed(current_slots);
         let offsets = self.config.slot_offsets();
+        let rows = current_slots.size()[0];
+        let hh = self.config.head_hidden as i64;
+        // With one shared CNN every head's hidden layer is one product: [B, heads × hh]. The
+        // masked weights give what `head_output` computes with masked inputs.
+        let shared_hidden = (contexts.len() == 1).then(|| {
+            let heads: Vec<&Head> = self.heads.iter().flatten().collect();
+            let weights: Vec<&Tensor> = heads.iter().map(|h| &h.hidden.ws).collect();
+            let biases: Vec<&Tensor> = heads
+                .iter()
+                .map(|h| h.hidden.bs.as_ref().expect("hidden layers have a bias"))
+                .collect();
+            let w = Tensor::cat(&weights, 0) * &self.hidden_weight_mask;
+            Tensor::cat(&[&contexts[0], &current], 1)
+                .linear(&w, Some(Tensor::cat(&biases, 0)))
+                .relu()
+        });
         let per_attribute: Vec<Tensor> = self
             .config
             .attributes
             .iter()
             .enumerate()
             .map(|(a, attr)| {
-                let rows = current_slots.size()[0];
                 let mut loss = Tensor::zeros([rows], (Kind::Float, current_slots.device()));
                 for (h, spec) in attr.heads.iter().enumerate() {
-                    let out = self.head_output(a, h, contexts, &current);
+                    let head = &self.heads[a][h];
+                    let out = match &shared_hidden {
+                        Some(hidden) => hidden.narrow(1, head.mask * hh, hh).apply(&head.output),
+                        None => self.head_output(a, h, contexts, &current),
+                    };
                     let target = current_slots.select(1, (offsets[a] + h) as i64);
                     loss += match spec {
                         HeadSpec::Mdn => mdn_nll(&out, &target, self.config.mixtures as i64),
-                        HeadSpec::Softmax { .. } => {
-                            let t = target.to_kind(Kind::Int64).unsqueeze(1);
-                            -out.log_softmax(1, Kind::Float)
-                                .gather(1, &t, false)
-                                .squeeze_dim(1)
-                        }
+                        HeadSpec::Softmax { .. } => out.cross_entropy_loss::<Tensor>(
+                            &target.to_kind(Kind::Int64),
+                            None,
+                            tch::Reduction::None,
+                            -100,
+                            0.0,
+                        ),
                     };
                 }
                 loss
@@ -257,4 +295,90 @@ fn mdn_nll(out: &Tensor, target: &Tensor, mixtures: i64) -> Tensor {
     let z = (target.unsqueeze(1) - &mean) / &sd;
     let log_pdf = z.square() * -0.5 - sd.log() - LOG_SQRT_2PI;
     -(log_w + log_pdf).logsumexp([1], false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttributeSpec, Mask};
+
+    /// The one-product hidden layer used in training gives the losses that running each head
+    /// on its masked input gives (the layout generation and `head_output` use).
+    #[test]
+    fn shared_hidden_layer_gives_the_per_head_losses() {
+        let softmax = |classes| HeadSpec::Softmax {
+            classes,
+            banned: vec![],
+        };
+        let config = ModelConfig {
+            attributes: vec![
+                AttributeSpec {
+                    name: "te".into(),
+                    heads: vec![HeadSpec::Mdn],
+                    extra_inputs: 2,
+                },
+                AttributeSpec {
+                    name: "sa".into(),
+                    heads: vec![softmax(6), softmax(4)],
+                    extra_inputs: 0,
+                },
+                AttributeSpec {
+                    name: "pr".into(),
+                    heads: vec![softmax(3)],
+                    extra_inputs: 0,
+                },
+            ],
+            window: 4,
+            conv_layers: 1,
+            conv_channels: 2,
+            hidden: 5,
+            head_hidden: 3,
+            mixtures: 2,
+            mask: Mask::B,
+            cnn_per_attribute: false,
+        };
+        tch::manual_seed(11);
+        let net = StanNet::new(config.clone(), Device::Cpu);
+        let b = 7;
+        let cur = Tensor::cat(
+            &[
+                Tensor::randn([b, 3], (Kind::Float, Device::Cpu)),
+                Tensor::randint(6, [b, 1], (Kind::Float, Device::Cpu)),
+                Tensor::randint(4, [b, 1], (Kind::Float, Device::Cpu)),
+                Tensor::randint(3, [b, 1], (Kind::Float, Device::Cpu)),
+            ],
+            1,
+        );
+        let window = cur.unsqueeze(1).repeat([1, 4, 1]);
+        let valid = Tensor::ones([b, 4], (Kind::Float, Device::Cpu));
+        tch::no_grad(|| {
+            let contexts = net.context(&window, &valid, false);
+            let got = net.losses(&contexts, &cur);
+            let features = net.embed(&cur);
+            let offsets = config.slot_offsets();
+            let expected: Vec<Tensor> = config
+                .attributes
+                .iter()
+                .enumerate()
+                .map(|(a, attr)| {
+                    let mut loss = Tensor::zeros([b], (Kind::Float, Device::Cpu));
+                    for (h, spec) in attr.heads.iter().enumerate() {
+                        let out = net.head_output(a, h, &contexts, &features);
+                        let target = cur.select(1, (offsets[a] + h) as i64);
+                        loss += match spec {
+                            HeadSpec::Mdn => mdn_nll(&out, &target, 2),
+                            HeadSpec::Softmax { .. } => -out
+                                .log_softmax(1, Kind::Float)
+                                .gather(1, &target.to_kind(Kind::Int64).unsqueeze(1), false)
+                                .squeeze_dim(1),
+                        };
+                    }
+                    loss
+                })
+                .collect();
+            let expected = Tensor::stack(&expected, 1);
+            let diff = (&got - &expected).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "losses differ by {diff}: {got} vs {expected}");
+        });
+    }
 }

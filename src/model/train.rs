@@ -4,6 +4,7 @@
 use super::net::StanNet;
 use crate::codec::EncodedTable;
 use crate::error::Result;
+use crate::options::LrSchedule;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use std::time::Instant;
@@ -18,6 +19,7 @@ pub struct TrainSettings {
     pub max_time_s: f64,
     pub batch_size: usize,
     pub learning_rate: f64,
+    pub lr_schedule: LrSchedule,
     pub validation_fraction: f64,
     pub patience: usize,
     pub seed: u64,
@@ -142,6 +144,8 @@ pub fn train(
     let mut history = Vec::new();
     let mut stopped_by = "epochs";
     let batch = settings.batch_size.max(1);
+    let batches_per_epoch = train_rows.len().div_ceil(batch).max(1);
+    let mut batches_done = 0usize;
     for epoch in 1..=settings.epochs {
         let epoch_start = Instant::now();
         train_rows.shuffle(&mut rng);
@@ -151,6 +155,15 @@ pub fn train(
             if chunk.len() < 2 {
                 continue;
             }
+            if settings.lr_schedule == LrSchedule::Cosine && batches_done.is_multiple_of(16) {
+                // Progress through the budget: epochs or time, whichever runs out first.
+                let progress = (batches_done as f64 / (batches_per_epoch * settings.epochs) as f64)
+                    .max(started.elapsed().as_secs_f64() / settings.max_time_s)
+                    .min(1.0);
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                opt.set_lr(settings.learning_rate * (0.05 + 0.95 * cosine));
+            }
+            batches_done += 1;
             let rows = Tensor::from_slice(chunk).to(device);
             let loss = w.batch(net, &rows, true);
             opt.backward_step(&loss);
@@ -190,7 +203,9 @@ pub fn train(
         } else if epoch - best.1 >= settings.patience {
             stopped_by = "early stopping";
             break;
-        } else if (epoch - best.1) % PLATEAU_EPOCHS == 0 {
+        } else if settings.lr_schedule == LrSchedule::Plateau
+            && (epoch - best.1) % PLATEAU_EPOCHS == 0
+        {
             // A plateau: take smaller steps from here.
             learning_rate *= 0.5;
             opt.set_lr(learning_rate);
