@@ -5,6 +5,8 @@
 # all streams, peak backend memory, model size, and the model's floating-point operations per
 # generated row beside this machine's own matrix-multiply rate.
 #   bash benches/throughput.sh                # STAN_BENCH_THREADS (default 2) = stan.threads
+# A quick check of the script itself: STAN_BENCH_DAY_ROWS=20000 STAN_BENCH_SMALL_ROWS=5000
+#   STAN_BENCH_SPAN='1 hour' STAN_BENCH_LONG_SPAN='1 day' bash benches/throughput.sh
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 THREADS=${STAN_BENCH_THREADS:-2}
@@ -21,9 +23,9 @@ if [ -f "$DATA" ]; then
   SKIP='{"lable": "skip"}'
   stan_psql -d "$DB" -q <<SQL
 DROP TABLE IF EXISTS bench_day, bench_100k;
-CREATE TABLE bench_day AS SELECT * FROM ugr16;
--- The first 100,000 flows of the day: whole hosts up to that time.
-CREATE TABLE bench_100k AS SELECT * FROM ugr16 ORDER BY te LIMIT 100000;
+CREATE TABLE bench_day AS SELECT * FROM ugr16 ORDER BY te LIMIT ${STAN_BENCH_DAY_ROWS:-1000000000};
+-- The first 100,000 flows of the day.
+CREATE TABLE bench_100k AS SELECT * FROM ugr16 ORDER BY te LIMIT ${STAN_BENCH_SMALL_ROWS:-100000};
 SQL
 else
   echo "NOTE: UGR'16 data not found at $DATA: using the built-in simulator (set STAN_UGR16)" >&2
@@ -104,17 +106,19 @@ SQL
   say "| generate, $streams streams, $span | $rows rows | $(printf %.2f "$wall") s | $(echo "$rows / $wall" | bc) rows/s | peak backend memory $(echo "$hwm / 1024" | bc) MB |"
   echo "$rows $wall" > "$OUT/generate_$streams.txt"
 }
-generate all '1 day'
-generate 16 '1 day'
-generate 1 '7 days'
+generate all "${STAN_BENCH_SPAN:-1 day}"
+generate 16 "${STAN_BENCH_SPAN:-1 day}"
+generate 1 "${STAN_BENCH_LONG_SPAN:-7 days}"
 
 # Work per generated row (from the stored network's shape) against this machine's own matrix
-# product rate, measured now with libtorch (MKL) on the same threads.
+# product rate, measured now with numpy's BLAS on the same number of threads.
+"$ROOT/.venv/bin/python" -c "import numpy" 2>/dev/null || "$ROOT/.venv/bin/python" -m pip install -q numpy
 config=$(stan_psql -d "$DB" -qtAc "SELECT config FROM stan.model_store WHERE name = 'bench_day' ORDER BY version DESC LIMIT 1")
 read -r rows wall < "$OUT/generate_all.txt"
-"$ROOT/.venv/bin/python" - "$config" "$rows" "$wall" "$THREADS" <<'PY' | tee -a "$OUT/results.txt"
+OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS \
+  "$ROOT/.venv/bin/python" - "$config" "$rows" "$wall" "$THREADS" <<'PY' | tee -a "$OUT/results.txt"
 import json, sys, time
-import torch
+import numpy as np
 config, rows, wall, threads = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 def emb(classes): return min(max(classes, 2), 8)
 features, heads, outputs, slots = 0, 0, 0, 0
@@ -138,9 +142,9 @@ head_outputs = 2 * hh * outputs
 # Each sampled slot adds its row to the later heads' accumulators: at most slots x heads x hh adds.
 contributions = slots * heads * hh
 total = conv + context + head_context + head_outputs + contributions
-torch.set_num_threads(threads)
 n = 1024
-a, b = torch.randn(n, n), torch.randn(n, n)
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
 for _ in range(3): a @ b
 t = time.perf_counter(); reps = 30
 for _ in range(reps): a @ b
@@ -150,6 +154,6 @@ print(f"| model work per generated row | {total/1e6:.2f} MFLOP (conv {conv/1e6:.
       f"heads' context {head_context/1e6:.2f}, head outputs {head_outputs/1e6:.2f} over {outputs} outputs, "
       f"current-row terms {contributions/1e6:.2f}) | | | |")
 print(f"| achieved at {rows/wall:.0f} rows/s (all streams) | {achieved:.1f} GFLOP/s | | "
-      f"machine's {n}x{n} float32 matmul on {threads} threads: {gflops:.1f} GFLOP/s | {100*achieved/gflops:.0f} % of it |")
+      f"machine's {n}x{n} float32 matmul (numpy BLAS) on {threads} threads: {gflops:.1f} GFLOP/s | {100*achieved/gflops:.0f} % of it |")
 PY
 echo "results: $OUT/results.txt"

@@ -133,8 +133,11 @@ impl Generator {
         let gap = Box::new(move |z| gap_codec.gap_seconds(z));
         let engine = if device == Device::Cpu {
             let cpu = CpuNet::from_net(&net, &codec.pairs)?;
+            // Kept convolution outputs save work per step; beyond 256 MB of them (tens of
+            // thousands of streams) each step recomputes them instead.
+            let keep = streams.saturating_mul(cpu.activation_bytes()) <= 256 << 20;
             let lanes = (0..streams)
-                .map(|s| Lane::new(&cpu, s, 0.0, span_seconds, seed, s as u64))
+                .map(|s| Lane::new(&cpu, s, 0.0, span_seconds, seed, keep))
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
             Engine::Cpu(Box::new(CpuSampler::new(cpu, lanes, threads, start, gap)))

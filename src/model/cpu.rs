@@ -370,6 +370,11 @@ impl CpuNet {
     pub fn keeps_activations(&self) -> bool {
         self.cnns.len() == 1 && self.cnns[0].convs.len() == 1
     }
+
+    /// Bytes a lane needs to keep its convolution output.
+    pub fn activation_bytes(&self) -> usize {
+        self.cnns[0].convs.first().map_or(0, |c| c.c_out) * self.k * self.features * 4
+    }
     pub fn slot_width(&self) -> usize {
         self.width
     }
@@ -912,12 +917,21 @@ struct LaneState {
 }
 
 impl Lane {
-    pub fn new(net: &CpuNet, stream: usize, clock: f64, end: f64, seed: u64, id: u64) -> Lane {
+    /// `keep_activations`: keep the convolution's output between steps (faster; costs
+    /// channels × k × features floats per lane), when the net allows it.
+    pub fn new(
+        net: &CpuNet,
+        stream: usize,
+        clock: f64,
+        end: f64,
+        seed: u64,
+        keep_activations: bool,
+    ) -> Lane {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(id);
+        rng.set_stream(stream as u64);
         let window = vec![0.0; net.k * net.features];
         let mut activations = Vec::new();
-        if net.keeps_activations() {
+        if keep_activations && net.keeps_activations() {
             let conv = &net.cnns[0].convs[0];
             activations = vec![0.0; conv.c_out * net.k * net.features];
             let all: Vec<usize> = (0..net.k).collect();
@@ -1020,6 +1034,7 @@ pub fn step_lanes(
     gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
 ) -> Vec<LaneRow> {
     let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
+    let keeps = net.keeps_activations() && lanes.iter().all(|l| !l.activations.is_empty());
     let mut current = vec![0f32; b * width];
     {
         let (mut windows, mut activations, mut states) = (vec![], vec![], vec![]);
@@ -1036,7 +1051,7 @@ pub fn step_lanes(
             null_value: vec![false; b],
             masked: Vec::new(),
         };
-        let acts = net.keeps_activations().then_some(activations.as_slice());
+        let acts = keeps.then_some(activations.as_slice());
         net.forward(scratch, &windows, acts, &mut current, &mut policy);
     }
     let mut rows = Vec::with_capacity(b);
@@ -1047,7 +1062,7 @@ pub fn step_lanes(
         let row = &current[i * width..(i + 1) * width];
         lane.window.copy_within(f.., 0);
         net.embed_row(row, &mut lane.window[(k - 1) * f..]);
-        if net.keeps_activations() {
+        if keeps {
             let conv = &net.cnns[0].convs[0];
             for c in 0..conv.c_out {
                 lane.activations[c * k * f..(c + 1) * k * f].copy_within(f.., 0);
@@ -1334,15 +1349,26 @@ mod tests {
         let cpu = CpuNet::from_net(&net, &[]).unwrap();
         assert!(cpu.keeps_activations());
         let mut lanes: Vec<Lane> = (0..5)
-            .map(|s| Lane::new(&cpu, s, 0.0, 1e9, 9, s as u64))
+            .map(|s| Lane::new(&cpu, s, 0.0, 1e9, 9, true))
+            .collect();
+        let mut recomputing: Vec<Lane> = (0..5)
+            .map(|s| Lane::new(&cpu, s, 0.0, 1e9, 9, false))
             .collect();
         let mut scratch = Scratch::default();
         let gap = |_: f32| 1.0;
         let mut produced = 0;
         for _ in 0..(cfg.window * 3) {
-            produced += step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap).len();
+            let kept = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap);
+            let recomputed = step_lanes(&cpu, &mut scratch, &mut recomputing, 0.0, &gap);
+            // Keeping the convolution output changes nothing but the work.
+            assert_eq!(kept.len(), recomputed.len());
+            for (a, b) in kept.iter().zip(&recomputed) {
+                assert_eq!(a.slots, b.slots);
+            }
+            produced += kept.len();
         }
         assert_eq!(produced, 5 * cfg.window * 3);
+        assert!(recomputing.iter().all(|l| l.activations.is_empty()));
         let (k, f) = (cfg.window, cpu.features);
         let conv = &cpu.cnns[0].convs[0];
         let all: Vec<usize> = (0..k).collect();

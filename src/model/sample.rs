@@ -248,3 +248,52 @@ fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
     }
     last
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttributeSpec, Mask, ModelConfig};
+    use tch::Device;
+
+    /// The libtorch sampler (the GPU path, run here on the CPU) samples a row per live stream
+    /// per step, each softmax slot within its classes and never a banned class.
+    #[test]
+    fn torch_sampler_steps_every_stream() {
+        let config = ModelConfig {
+            attributes: vec![
+                AttributeSpec {
+                    name: "te".into(),
+                    heads: vec![HeadSpec::Mdn],
+                    extra_inputs: 2,
+                },
+                AttributeSpec {
+                    name: "pr".into(),
+                    heads: vec![HeadSpec::Softmax {
+                        classes: 4,
+                        banned: vec![3],
+                    }],
+                    extra_inputs: 0,
+                },
+            ],
+            window: 3,
+            conv_layers: 1,
+            conv_channels: 2,
+            hidden: 4,
+            head_hidden: 4,
+            mixtures: 2,
+            mask: Mask::B,
+            cnn_per_attribute: false,
+        };
+        let net = StanNet::new(config, Device::Cpu);
+        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, Box::new(|_| 1.0), &[]);
+        for step in 1..=5 {
+            let rows = sampler.step().unwrap();
+            assert_eq!(rows.len(), 6, "step {step}");
+            for row in rows {
+                assert!((0.0..3.0).contains(&row.slots[3]), "{:?}", row.slots);
+                assert_eq!(row.epoch, step as f64);
+            }
+        }
+        assert!(!sampler.finished());
+    }
+}
