@@ -40,32 +40,39 @@ else
   stan_psql -d "$DB" -q <<SQL
 CREATE EXTENSION IF NOT EXISTS stan;
 DROP TABLE IF EXISTS bench_day, bench_100k;
-CREATE TABLE bench_day AS SELECT * FROM stan_demo_flows(250, '3 days');
-CREATE TABLE bench_100k AS SELECT * FROM stan_demo_flows(30, '3 days');
+-- About 850k and 100k simulated flows over three days.
+CREATE TABLE bench_day AS SELECT * FROM stan_demo_flows(250, '3 days') ORDER BY te LIMIT ${STAN_BENCH_DAY_ROWS:-1000000000};
+CREATE TABLE bench_100k AS SELECT * FROM stan_demo_flows(30, '3 days') ORDER BY te LIMIT ${STAN_BENCH_SMALL_ROWS:-1000000000};
 SQL
 fi
 
 say "# stan throughput: $SOURCE"
 say "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), stan.threads = $THREADS, $(date -u +%F)"
 
-# Peak backend memory is read from /proc while the session is still open: psql runs the
-# statement, then a shell command that reads the backend's status file by its pid.
+# Runs one statement in a session of its own with stan.threads set, into log $1, then the
+# backend's peak resident memory (VmHWM, read from /proc while the session is still open).
+run_measured() {
+  stan_psql -d "$DB" -qtA > "$1" 2>&1 <<SQL
+SET stan.threads = $THREADS;
+SELECT pg_backend_pid() AS pid \\gset
+$2;
+\\setenv STAN_BACKEND :pid
+\\! grep VmHWM /proc/\$STAN_BACKEND/status
+SQL
+}
+peak_kb() { grep -o 'VmHWM:.*' "$1" | tr -s ' ' | cut -d' ' -f2; }
+
 train() {
   local table=$1 model=$2
   stan_psql -d "$DB" -qtAc "SELECT stan_drop('$model') FROM stan.models WHERE name = '$model' LIMIT 1" >/dev/null
   local start end
   start=$(date +%s.%N)
-  stan_psql -d "$DB" -qtA > "$OUT/$model.train.log" 2>&1 <<SQL
-SET stan.threads = $THREADS;
-SELECT pg_backend_pid() AS pid \\gset
-SELECT stan_train('$table', model => '$model', stream_by => \$\$$STREAM_BY\$\$, columns => '$SKIP');
-\\setenv STAN_BACKEND :pid
-\\! grep VmHWM /proc/\$STAN_BACKEND/status
-SQL
+  run_measured "$OUT/$model.train.log" \
+    "SELECT stan_train('$table', model => '$model', stream_by => \$\$$STREAM_BY\$\$, columns => '$SKIP')"
   end=$(date +%s.%N)
-  local rows wall hwm
+  local wall hwm
   wall=$(echo "$end - $start" | bc)
-  hwm=$(grep -o 'VmHWM:.*' "$OUT/$model.train.log" | tr -s ' ' | cut -d' ' -f2)
+  hwm=$(peak_kb "$OUT/$model.train.log")
   stan_psql -d "$DB" -qtA -F ' | ' <<SQL | while read -r line; do say "$line"; done
 SELECT '| train ' || '$table' || ' | ' || rows || ' rows, ' || streams || ' streams | '
        || round($wall::numeric, 1) || ' s wall (' || round(training_seconds::numeric, 1) || ' s in stan_train), '
@@ -91,18 +98,13 @@ generate() {
   stan_psql -d "$DB" -qc "DROP TABLE IF EXISTS bench_fake; CREATE TABLE bench_fake (LIKE bench_day)"
   local start end
   start=$(date +%s.%N)
-  stan_psql -d "$DB" -qtA > "$OUT/generate.log" 2>&1 <<SQL
-SET stan.threads = $THREADS;
-SELECT pg_backend_pid() AS pid \\gset
-INSERT INTO bench_fake SELECT * FROM stan_generate(NULL::bench_day, '$span', model => 'bench_day', seed => 1$arg);
-\\setenv STAN_BACKEND :pid
-\\! grep VmHWM /proc/\$STAN_BACKEND/status
-SQL
+  run_measured "$OUT/generate.log" \
+    "INSERT INTO bench_fake SELECT * FROM stan_generate(NULL::bench_day, '$span', model => 'bench_day', seed => 1$arg)"
   end=$(date +%s.%N)
   local rows wall hwm
   wall=$(echo "$end - $start" | bc)
   rows=$(stan_psql -d "$DB" -qtAc "SELECT count(*) FROM bench_fake")
-  hwm=$(grep -o 'VmHWM:.*' "$OUT/generate.log" | tr -s ' ' | cut -d' ' -f2)
+  hwm=$(peak_kb "$OUT/generate.log")
   say "| generate, $streams streams, $span | $rows rows | $(printf %.2f "$wall") s | $(echo "$rows / $wall" | bc) rows/s | peak backend memory $(echo "$hwm / 1024" | bc) MB |"
   echo "$rows $wall" > "$OUT/generate_$streams.txt"
 }

@@ -37,6 +37,7 @@ pub struct TrainOptions {
     #[serde(default)]
     pub max_rows: u64,
     /// Frequent ports above 1023 get classes of their own instead of sharing a bin of 100.
+    /// Models stored before the option existed had none, hence the serde default of false.
     #[serde(default)]
     pub exact_high_ports: bool,
     /// How the learning rate moves during training.
@@ -77,7 +78,7 @@ impl Default for TrainOptions {
             seed: 0,
             device: String::new(),
             max_rows: 0,
-            exact_high_ports: false,
+            exact_high_ports: true,
             lr_schedule: LrSchedule::Cosine,
         }
     }

@@ -1165,50 +1165,24 @@ impl CpuSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AttributeSpec, Mask, ModelConfig};
+    use crate::model::spec::fixtures::{categorical, numeric, order, small_config};
+    use crate::model::ModelConfig;
     use tch::Device;
 
     fn config(cnn_per_attribute: bool, conv_layers: usize) -> ModelConfig {
-        let softmax = |classes| HeadSpec::Softmax {
-            classes,
-            banned: vec![],
-        };
+        let attributes = vec![
+            order(),
+            categorical("sa", &[7, 5]),
+            categorical("byt:null", &[2]),
+            numeric("byt"),
+            categorical("pr", &[3]),
+        ];
         ModelConfig {
-            attributes: vec![
-                AttributeSpec {
-                    name: "te".into(),
-                    heads: vec![HeadSpec::Mdn],
-                    extra_inputs: 2,
-                },
-                AttributeSpec {
-                    name: "sa".into(),
-                    heads: vec![softmax(7), softmax(5)],
-                    extra_inputs: 0,
-                },
-                AttributeSpec {
-                    name: "byt:null".into(),
-                    heads: vec![softmax(2)],
-                    extra_inputs: 0,
-                },
-                AttributeSpec {
-                    name: "byt".into(),
-                    heads: vec![HeadSpec::Mdn],
-                    extra_inputs: 0,
-                },
-                AttributeSpec {
-                    name: "pr".into(),
-                    heads: vec![softmax(3)],
-                    extra_inputs: 0,
-                },
-            ],
-            window: 5,
             conv_layers,
             conv_channels: 3,
-            hidden: 6,
-            head_hidden: 5,
             mixtures: 3,
-            mask: Mask::B,
             cnn_per_attribute,
+            ..small_config(attributes, 5)
         }
     }
 

@@ -300,43 +300,16 @@ fn mdn_nll(out: &Tensor, target: &Tensor, mixtures: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AttributeSpec, Mask};
+    use crate::model::spec::fixtures::{categorical, order, small_config};
 
     /// The one-product hidden layer used in training gives the losses that running each head
     /// on its masked input gives (the layout generation and `head_output` use).
     #[test]
     fn shared_hidden_layer_gives_the_per_head_losses() {
-        let softmax = |classes| HeadSpec::Softmax {
-            classes,
-            banned: vec![],
-        };
-        let config = ModelConfig {
-            attributes: vec![
-                AttributeSpec {
-                    name: "te".into(),
-                    heads: vec![HeadSpec::Mdn],
-                    extra_inputs: 2,
-                },
-                AttributeSpec {
-                    name: "sa".into(),
-                    heads: vec![softmax(6), softmax(4)],
-                    extra_inputs: 0,
-                },
-                AttributeSpec {
-                    name: "pr".into(),
-                    heads: vec![softmax(3)],
-                    extra_inputs: 0,
-                },
-            ],
-            window: 4,
-            conv_layers: 1,
-            conv_channels: 2,
-            hidden: 5,
-            head_hidden: 3,
-            mixtures: 2,
-            mask: Mask::B,
-            cnn_per_attribute: false,
-        };
+        let config = small_config(
+            vec![order(), categorical("sa", &[6, 4]), categorical("pr", &[3])],
+            4,
+        );
         tch::manual_seed(11);
         let net = StanNet::new(config.clone(), Device::Cpu);
         let b = 7;

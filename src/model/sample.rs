@@ -252,38 +252,19 @@ fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AttributeSpec, Mask, ModelConfig};
+    use crate::model::spec::fixtures::{categorical, order, small_config};
     use tch::Device;
 
     /// The libtorch sampler (the GPU path, run here on the CPU) samples a row per live stream
     /// per step, each softmax slot within its classes and never a banned class.
     #[test]
     fn torch_sampler_steps_every_stream() {
-        let config = ModelConfig {
-            attributes: vec![
-                AttributeSpec {
-                    name: "te".into(),
-                    heads: vec![HeadSpec::Mdn],
-                    extra_inputs: 2,
-                },
-                AttributeSpec {
-                    name: "pr".into(),
-                    heads: vec![HeadSpec::Softmax {
-                        classes: 4,
-                        banned: vec![3],
-                    }],
-                    extra_inputs: 0,
-                },
-            ],
-            window: 3,
-            conv_layers: 1,
-            conv_channels: 2,
-            hidden: 4,
-            head_hidden: 4,
-            mixtures: 2,
-            mask: Mask::B,
-            cnn_per_attribute: false,
+        let mut pr = categorical("pr", &[4]);
+        pr.heads[0] = HeadSpec::Softmax {
+            classes: 4,
+            banned: vec![3],
         };
+        let config = small_config(vec![order(), pr], 3);
         let net = StanNet::new(config, Device::Cpu);
         let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, Box::new(|_| 1.0), &[]);
         for step in 1..=5 {

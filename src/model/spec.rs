@@ -113,3 +113,57 @@ impl ModelConfig {
         visible
     }
 }
+
+/// Small networks for tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// The order attribute: the gap to the previous row, then time of day as extra inputs.
+    pub fn order() -> AttributeSpec {
+        AttributeSpec {
+            name: "te".into(),
+            heads: vec![HeadSpec::Mdn],
+            extra_inputs: 2,
+        }
+    }
+
+    /// An attribute with one softmax head per entry of `classes`.
+    pub fn categorical(name: &str, classes: &[usize]) -> AttributeSpec {
+        AttributeSpec {
+            name: name.into(),
+            heads: classes
+                .iter()
+                .map(|&classes| HeadSpec::Softmax {
+                    classes,
+                    banned: vec![],
+                })
+                .collect(),
+            extra_inputs: 0,
+        }
+    }
+
+    pub fn numeric(name: &str) -> AttributeSpec {
+        AttributeSpec {
+            name: name.into(),
+            heads: vec![HeadSpec::Mdn],
+            extra_inputs: 0,
+        }
+    }
+
+    /// A network over `attributes` with a `window`-row window and distinct small widths (so a
+    /// transposed weight shows up as a wrong result, not a coincidence).
+    pub fn small_config(attributes: Vec<AttributeSpec>, window: usize) -> ModelConfig {
+        ModelConfig {
+            attributes,
+            window,
+            conv_layers: 1,
+            conv_channels: 2,
+            hidden: 5,
+            head_hidden: 3,
+            mixtures: 2,
+            mask: Mask::B,
+            cnn_per_attribute: false,
+        }
+    }
+}
