@@ -361,10 +361,6 @@ impl CpuNet {
         })
     }
 
-    pub fn window(&self) -> usize {
-        self.k
-    }
-
     /// With one shared CNN of one convolution, each lane keeps its convolution's output: a
     /// step slides the window by one row, so only the rows next to the window's ends change.
     pub fn keeps_activations(&self) -> bool {
@@ -374,12 +370,6 @@ impl CpuNet {
     /// Bytes a lane needs to keep its convolution output.
     pub fn activation_bytes(&self) -> usize {
         self.cnns[0].convs.first().map_or(0, |c| c.c_out) * self.k * self.features * 4
-    }
-    pub fn slot_width(&self) -> usize {
-        self.width
-    }
-    pub fn feature_width(&self) -> usize {
-        self.features
     }
 
     /// A row's input features (what the window holds for it).
@@ -1112,10 +1102,6 @@ impl CpuSampler {
             start,
             gap_seconds,
         }
-    }
-
-    pub fn net(&self) -> &CpuNet {
-        &self.net
     }
 
     pub fn finished(&self) -> bool {
