@@ -164,25 +164,14 @@ impl Generator {
     /// step runs one network pass for all streams.
     pub fn next_row(&mut self) -> Result<Option<Vec<Option<String>>>> {
         while self.pending.is_empty() {
-            match &mut self.engine {
-                Engine::Torch(sampler) => {
-                    if sampler.finished() {
-                        return Ok(None);
-                    }
-                    for row in sampler.step()? {
-                        let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
-                        self.pending.push_back(values);
-                    }
-                }
-                Engine::Cpu(sampler) => {
-                    if sampler.finished() {
-                        return Ok(None);
-                    }
-                    for (_, slots, epoch) in sampler.step() {
-                        let values = self.codec.decode_row(&slots, epoch, &mut self.rng);
-                        self.pending.push_back(values);
-                    }
-                }
+            let rows = match &mut self.engine {
+                Engine::Torch(sampler) if !sampler.finished() => sampler.step()?,
+                Engine::Cpu(sampler) if !sampler.finished() => sampler.step(),
+                _ => return Ok(None),
+            };
+            for row in rows {
+                let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
+                self.pending.push_back(values);
             }
         }
         Ok(self.pending.pop_front())

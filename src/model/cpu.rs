@@ -14,6 +14,7 @@
 //! The torch network (`net.rs`) stays the reference: a test checks both give the same outputs.
 
 use super::net::StanNet;
+use super::sample::SampledRow;
 use super::spec::HeadSpec;
 use crate::codec::time::time_of_day_features;
 use crate::codec::PairMask;
@@ -101,6 +102,8 @@ pub struct CpuNet {
     head_b: Vec<f32>,
     contributions: Vec<Contribution>,
     pairs: Vec<Vec<PairMask>>,
+    /// 0..k: the rows a full convolution computes.
+    all_rows: Vec<usize>,
 }
 
 fn weight(vars: &HashMap<String, Tensor>, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
@@ -358,6 +361,7 @@ impl CpuNet {
             head_b,
             contributions,
             pairs,
+            all_rows: (0..k).collect(),
         })
     }
 
@@ -443,6 +447,7 @@ impl CpuNet {
                         cnn,
                         k,
                         f,
+                        &self.all_rows,
                         windows[r],
                         &mut scratch.conv_a,
                         &mut scratch.conv_b,
@@ -659,10 +664,13 @@ fn pool_flatten(cnn: &Cnn, k: usize, f: usize, channels: usize, a: &[f32], flat:
 }
 
 /// One window → the CNN's flattened, pooled activations.
+/// `all_rows` is 0..k.
+#[allow(clippy::too_many_arguments)]
 fn cnn_features(
     cnn: &Cnn,
     k: usize,
     f: usize,
+    all_rows: &[usize],
     win: &[f32],
     a: &mut Vec<f32>,
     b: &mut Vec<f32>,
@@ -671,11 +679,10 @@ fn cnn_features(
     a.clear();
     a.extend_from_slice(win);
     let mut channels = 1;
-    let all: Vec<usize> = (0..k).collect();
     for conv in &cnn.convs {
         b.clear();
         b.resize(conv.c_out * k * f, 0.0);
-        conv_rows(conv, k, f, a, b, &all);
+        conv_rows(conv, k, f, a, b, all_rows);
         std::mem::swap(a, b);
         channels = conv.c_out;
     }
@@ -924,8 +931,14 @@ impl Lane {
         if keep_activations && net.keeps_activations() {
             let conv = &net.cnns[0].convs[0];
             activations = vec![0.0; conv.c_out * net.k * net.features];
-            let all: Vec<usize> = (0..net.k).collect();
-            conv_rows(conv, net.k, net.features, &window, &mut activations, &all);
+            conv_rows(
+                conv,
+                net.k,
+                net.features,
+                &window,
+                &mut activations,
+                &net.all_rows,
+            );
         }
         Lane {
             stream,
@@ -1007,13 +1020,6 @@ impl Policy for Sampling<'_> {
     }
 }
 
-/// A row sampled by `step_lanes`: the lane's index in the slice, its slots, its time.
-pub struct LaneRow {
-    pub lane: usize,
-    pub slots: Vec<f32>,
-    pub epoch: f64,
-}
-
 /// One step for every lane given: samples a row each, slides the windows, and returns the rows
 /// whose time is within their lane's end (a lane past its end is finished: `clock > end`).
 pub fn step_lanes(
@@ -1022,7 +1028,7 @@ pub fn step_lanes(
     lanes: &mut [Lane],
     start: f64,
     gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
-) -> Vec<LaneRow> {
+) -> Vec<SampledRow> {
     let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
     let keeps = net.keeps_activations() && lanes.iter().all(|l| !l.activations.is_empty());
     let mut current = vec![0f32; b * width];
@@ -1044,6 +1050,9 @@ pub fn step_lanes(
         let acts = keeps.then_some(activations.as_slice());
         net.forward(scratch, &windows, acts, &mut current, &mut policy);
     }
+    // Row 0 lost its upper neighbour, rows k-2 and k-1 gained the new row.
+    let mut changed = vec![0, k.saturating_sub(2), k - 1];
+    changed.dedup();
     let mut rows = Vec::with_capacity(b);
     for (i, lane) in lanes.iter_mut().enumerate() {
         if lane.state.clock > lane.end {
@@ -1057,13 +1066,10 @@ pub fn step_lanes(
             for c in 0..conv.c_out {
                 lane.activations[c * k * f..(c + 1) * k * f].copy_within(f.., 0);
             }
-            // Row 0 lost its upper neighbour, rows k-2 and k-1 gained the new row.
-            let mut changed = vec![0, k.saturating_sub(2), k - 1];
-            changed.dedup();
             conv_rows(conv, k, f, &lane.window, &mut lane.activations, &changed);
         }
-        rows.push(LaneRow {
-            lane: i,
+        rows.push(SampledRow {
+            stream: lane.stream,
             slots: row.to_vec(),
             epoch: start + lane.state.clock,
         });
@@ -1109,40 +1115,29 @@ impl CpuSampler {
     }
 
     /// One row for every live lane, as (stream, slots, epoch); lanes past their end stop.
-    pub fn step(&mut self) -> Vec<(usize, Vec<f32>, f64)> {
+    pub fn step(&mut self) -> Vec<SampledRow> {
         let n = self.lanes.len();
         let threads = self.threads.min(n / LANES_PER_THREAD).max(1);
         let (net, start, gap) = (&self.net, self.start, &*self.gap_seconds);
-        let mut rows: Vec<(usize, Vec<f32>, f64)> = Vec::with_capacity(n);
-        if threads == 1 {
-            let out = step_lanes(net, &mut self.scratches[0], &mut self.lanes, start, gap);
-            rows.extend(
-                out.into_iter()
-                    .map(|r| (self.lanes[r.lane].stream, r.slots, r.epoch)),
-            );
+        let rows = if threads == 1 {
+            step_lanes(net, &mut self.scratches[0], &mut self.lanes, start, gap)
         } else {
             let chunk = n.div_ceil(threads);
-            let results: Vec<Vec<(usize, Vec<f32>, f64)>> = std::thread::scope(|scope| {
+            std::thread::scope(|scope| {
                 let handles: Vec<_> = self
                     .lanes
                     .chunks_mut(chunk)
                     .zip(self.scratches.iter_mut())
                     .map(|(lanes, scratch)| {
-                        scope.spawn(move || {
-                            step_lanes(net, scratch, lanes, start, gap)
-                                .into_iter()
-                                .map(|r| (lanes[r.lane].stream, r.slots, r.epoch))
-                                .collect()
-                        })
+                        scope.spawn(move || step_lanes(net, scratch, lanes, start, gap))
                     })
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().expect("a generation thread panicked"))
+                    .flat_map(|h| h.join().expect("a generation thread panicked"))
                     .collect()
-            });
-            rows.extend(results.into_iter().flatten());
-        }
+            })
+        };
         self.lanes.retain(|l| l.state.clock <= l.end);
         rows
     }
