@@ -43,6 +43,10 @@ pub struct TrainOptions {
     /// How the learning rate moves during training.
     #[serde(default)]
     pub lr_schedule: LrSchedule,
+    /// Width of each training stream's learned identity (0: none, as in models stored before
+    /// the option existed): generated stream s follows training stream s mod streams.
+    #[serde(default)]
+    pub stream_embedding: usize,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -80,6 +84,7 @@ impl Default for TrainOptions {
             max_rows: 0,
             exact_high_ports: true,
             lr_schedule: LrSchedule::Cosine,
+            stream_embedding: 8,
         }
     }
 }
@@ -128,6 +133,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("mixtures", "integer 1..64"),
     ("conv_layers", "integer 0..8"),
     ("conv_channels", "integer 1..256"),
+    (
+        "stream_embedding",
+        "integer 0..64 (width of each stream's learned identity; 0: none)",
+    ),
     ("hidden", "integer 1..4096"),
     ("head_hidden", "integer 1..4096"),
     ("mask", "\"A\" or \"B\""),
@@ -194,6 +203,7 @@ impl TrainOptions {
                 "mixtures" => o.mixtures = int(k, v, 1, 64)?,
                 "conv_layers" => o.conv_layers = int(k, v, 0, 8)?,
                 "conv_channels" => o.conv_channels = int(k, v, 1, 256)?,
+                "stream_embedding" => o.stream_embedding = int(k, v, 0, 64)?,
                 "hidden" => o.hidden = int(k, v, 1, 4096)?,
                 "head_hidden" => o.head_hidden = int(k, v, 1, 4096)?,
                 "mask" => {

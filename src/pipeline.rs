@@ -53,6 +53,16 @@ pub fn train_model(
         mixtures: options.mixtures,
         mask: options.mask,
         cnn_per_attribute: options.cnn_per_attribute,
+        // One stream has nothing to tell apart; beyond what one generation can run, a stream's
+        // identity would never be used.
+        streams: if (2..=MAX_STREAMS).contains(&encoded.stream_starts.len())
+            && options.stream_embedding > 0
+        {
+            encoded.stream_starts.len()
+        } else {
+            0
+        },
+        stream_dim: options.stream_embedding,
     };
     tch::manual_seed(options.seed as i64);
     let mut net = StanNet::new(config.clone(), device);

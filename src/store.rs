@@ -131,6 +131,8 @@ mod tests {
             mixtures: 2,
             mask: Mask::B,
             cnn_per_attribute: false,
+            streams: 0,
+            stream_dim: 0,
         }
     }
 

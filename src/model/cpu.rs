@@ -97,7 +97,11 @@ pub struct CpuNet {
     cnns: Vec<Cnn>,
     heads: Vec<Head>,
     attributes: Vec<Attribute>,
-    /// [hidden + features, heads × head_hidden]: every head's hidden weights on the context.
+    /// Width of a stream's identity (0: none) and [streams, identity] the identities.
+    identity: usize,
+    identities: Vec<f32>,
+    /// [hidden + features + identity, heads × head_hidden]: every head's hidden weights on the
+    /// context.
     head_ctx_w: Vec<f32>,
     head_b: Vec<f32>,
     contributions: Vec<Contribution>,
@@ -157,6 +161,9 @@ impl CpuNet {
                 let (out_w, shape) = weight(&vars, &format!("{p}.out.weight"))?;
                 let (out_b, _) = weight(&vars, &format!("{p}.out.bias"))?;
                 let outputs = shape[0];
+                if outputs != config.head_outputs(a, h) {
+                    return Err(Error::CorruptModel(format!("{p}.out is {shape:?}")));
+                }
                 let (classes, allowed) = match spec {
                     HeadSpec::Mdn => {
                         slot_inputs.push(SlotInput::Value {
@@ -256,9 +263,19 @@ impl CpuNet {
             });
         }
 
+        let identity = config.identity_width();
+        let identities = if identity > 0 {
+            let (table, shape) = weight(&vars, "stream.weight")?;
+            if shape != [config.streams, identity] {
+                return Err(Error::CorruptModel(format!("stream is {shape:?}")));
+            }
+            table
+        } else {
+            Vec::new()
+        };
         // Every head's hidden layer, split into its context part and its current-row part.
         let cols = heads.len() * hh;
-        let ctx_in = hidden + features;
+        let ctx_in = hidden + features + identity;
         let mut head_ctx_w = vec![0.0; ctx_in * cols];
         let mut head_b = vec![0.0; cols];
         let mut current_w: Vec<Vec<f32>> = Vec::with_capacity(heads.len()); // [hh, features], masked
@@ -357,6 +374,8 @@ impl CpuNet {
             cnns,
             heads,
             attributes,
+            identity,
+            identities,
             head_ctx_w,
             head_b,
             contributions,
@@ -425,6 +444,7 @@ impl CpuNet {
         &self,
         scratch: &mut Scratch,
         windows: &[&[f32]],
+        identities: &[&[f32]],
         activations: Option<&[&[f32]]>,
         current: &mut [f32],
         policy: &mut dyn Policy,
@@ -432,7 +452,7 @@ impl CpuNet {
         let b = windows.len();
         let (k, f, hidden, hh) = (self.k, self.features, self.hidden, self.head_hidden);
         let cols = self.heads.len() * hh;
-        let ctx_in = hidden + f;
+        let ctx_in = hidden + f + self.identity;
         scratch.acc.resize(b * cols, 0.0);
         scratch.ctx.resize(b * ctx_in, 0.0);
         for (ci, cnn) in self.cnns.iter().enumerate() {
@@ -455,10 +475,11 @@ impl CpuNet {
                     ),
                 }
             }
-            // ctx = [relu(flat · W + b), the most recent row]
-            for (ctx, window) in scratch.ctx.chunks_exact_mut(ctx_in).zip(windows) {
+            // ctx = [relu(flat · W + b), the most recent row, the stream's identity]
+            for (r, ctx) in scratch.ctx.chunks_exact_mut(ctx_in).enumerate() {
                 ctx[..hidden].copy_from_slice(&cnn.context_b);
-                ctx[hidden..].copy_from_slice(&window[(k - 1) * f..k * f]);
+                ctx[hidden..hidden + f].copy_from_slice(&windows[r][(k - 1) * f..k * f]);
+                ctx[hidden + f..].copy_from_slice(identities[r]);
             }
             matmul(
                 b,
@@ -897,6 +918,8 @@ fn fast_exp(x: f32) -> f32 {
 /// One generated sequence: a stream, or a segment of one.
 pub struct Lane {
     pub stream: usize,
+    /// The identity of the training stream this one follows (empty without identities).
+    identity: Vec<f32>,
     /// [k, features], oldest first; rows before the sequence began are zero.
     window: Vec<f32>,
     /// The convolution's output for `window`, [channels, k, features], when the net keeps it.
@@ -940,8 +963,19 @@ impl Lane {
                 &net.all_rows,
             );
         }
+        let i = net.identity;
+        let row = if net.identities.is_empty() {
+            0
+        } else {
+            stream % (net.identities.len() / i)
+        };
         Lane {
             stream,
+            identity: net
+                .identities
+                .get(row * i..(row + 1) * i)
+                .unwrap_or(&[])
+                .to_vec(),
             window,
             activations,
             state: LaneState { rng, clock },
@@ -1033,9 +1067,11 @@ pub fn step_lanes(
     let keeps = net.keeps_activations() && lanes.iter().all(|l| !l.activations.is_empty());
     let mut current = vec![0f32; b * width];
     {
-        let (mut windows, mut activations, mut states) = (vec![], vec![], vec![]);
+        let (mut windows, mut identities) = (vec![], vec![]);
+        let (mut activations, mut states) = (vec![], vec![]);
         for lane in lanes.iter_mut() {
             windows.push(lane.window.as_slice());
+            identities.push(lane.identity.as_slice());
             activations.push(lane.activations.as_slice());
             states.push(&mut lane.state);
         }
@@ -1048,7 +1084,14 @@ pub fn step_lanes(
             masked: Vec::new(),
         };
         let acts = keeps.then_some(activations.as_slice());
-        net.forward(scratch, &windows, acts, &mut current, &mut policy);
+        net.forward(
+            scratch,
+            &windows,
+            &identities,
+            acts,
+            &mut current,
+            &mut policy,
+        );
     }
     // Row 0 lost its upper neighbour, rows k-2 and k-1 gained the new row.
     let mut changed = vec![0, k.saturating_sub(2), k - 1];
@@ -1154,6 +1197,7 @@ mod tests {
         let attributes = vec![
             order(),
             categorical("sa", &[7, 5]),
+            categorical("da", &[7, 5]),
             categorical("byt:null", &[2]),
             numeric("byt"),
             categorical("pr", &[3]),
@@ -1163,6 +1207,8 @@ mod tests {
             conv_channels: 3,
             mixtures: 3,
             cnn_per_attribute,
+            streams: 4,
+            stream_dim: 3,
             ..small_config(attributes, 5)
         }
     }
@@ -1207,6 +1253,8 @@ mod tests {
                     rng.random_range(-1.0..1.0),
                     rng.random_range(0..7) as f32,
                     rng.random_range(0..5) as f32,
+                    rng.random_range(0..7) as f32,
+                    rng.random_range(0..5) as f32,
                     rng.random_range(0..2) as f32,
                     rng.random_range(-3.0..3.0),
                     rng.random_range(0..3) as f32,
@@ -1235,9 +1283,16 @@ mod tests {
             };
             let mut current = vec![0f32; b * width];
             let window_rows: Vec<&[f32]> = windows.chunks(k * cpu.features).collect();
+            // Row r follows training stream r mod 4.
+            let lanes: Vec<Lane> = (0..b)
+                .map(|r| Lane::new(&cpu, r, 0.0, 1.0, 0, false))
+                .collect();
+            let identities: Vec<&[f32]> = lanes.iter().map(|l| l.identity.as_slice()).collect();
+            assert!(identities.iter().all(|i| i.len() == 3));
             cpu.forward(
                 &mut Scratch::default(),
                 &window_rows,
+                &identities,
                 None,
                 &mut current,
                 &mut replay,
@@ -1259,6 +1314,7 @@ mod tests {
                 cpu.forward(
                     &mut Scratch::default(),
                     &window_rows,
+                    &identities,
                     Some(&act_rows),
                     &mut current,
                     &mut replay,
@@ -1270,7 +1326,8 @@ mod tests {
             let v = Tensor::from_slice(&valid).view([b as i64, k as i64]);
             let cur = Tensor::from_slice(&rows.concat()).view([b as i64, width as i64]);
             tch::no_grad(|| {
-                let contexts = net.context(&w, &v, false);
+                let streams: Vec<i64> = (0..b as i64).collect();
+                let contexts = net.context(&w, &v, &Tensor::from_slice(&streams), false);
                 let features = net.embed(&cur);
                 let mut h = 0;
                 for (a, attr) in cfg.attributes.iter().enumerate() {

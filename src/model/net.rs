@@ -32,6 +32,8 @@ pub struct StanNet {
     slot_inputs: Vec<SlotInput>,
     /// One window CNN shared by all attributes, or one per attribute (the paper's layout).
     cnns: Vec<WindowCnn>,
+    /// [streams, stream_dim]: each training stream's learned identity.
+    identities: Option<nn::Embedding>,
     /// Per attribute, per head.
     heads: Vec<Vec<Head>>,
     /// [heads, features]: which current-row features each head may see.
@@ -108,18 +110,25 @@ impl StanNet {
                 }
             })
             .collect();
-        // Heads see the CNN summary, the most recent row itself, and (mask B) the current row.
-        let head_in = config.hidden as i64 + 2 * features;
+        let identity = config.identity_width() as i64;
+        let identities = (identity > 0).then(|| {
+            nn::embedding(
+                &root / "stream",
+                config.streams as i64,
+                identity,
+                Default::default(),
+            )
+        });
+        // Heads see the CNN summary, the most recent row itself, the stream's identity, and
+        // (mask B) the current row.
+        let head_in = config.hidden as i64 + 2 * features + identity;
         let mut heads = Vec::new();
         let mut masks = Vec::new();
         for (a, attr) in config.attributes.iter().enumerate() {
             let mut attribute_heads = Vec::new();
-            for (h, head) in attr.heads.iter().enumerate() {
+            for h in 0..attr.heads.len() {
                 let p = &root / "head" / format!("a{a}h{h}");
-                let out = match head {
-                    HeadSpec::Mdn => 3 * config.mixtures as i64,
-                    HeadSpec::Softmax { classes, .. } => *classes as i64,
-                };
+                let out = config.head_outputs(a, h) as i64;
                 let hh = config.head_hidden as i64;
                 attribute_heads.push(Head {
                     hidden: nn::linear(&p / "hidden", head_in, hh, Default::default()),
@@ -136,7 +145,7 @@ impl StanNet {
             heads.push(attribute_heads);
         }
         let hh = config.head_hidden as i64;
-        let ctx_in = config.hidden as i64 + features;
+        let ctx_in = config.hidden as i64 + features + identity;
         let weight_mask: Vec<f32> = masks
             .iter()
             .flat_map(|m| {
@@ -159,6 +168,7 @@ impl StanNet {
             vs,
             slot_inputs,
             cnns,
+            identities,
             heads,
             masks,
         }
@@ -187,15 +197,27 @@ impl StanNet {
         Tensor::cat(&parts, 1)
     }
 
-    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) → one context
-    /// [B, hidden + features] per window CNN: the CNN's summary of the window, then the most
-    /// recent row's features as they are. Pooling blurs which row a value came from, and the
-    /// last row is what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
-    pub fn context(&self, window_slots: &Tensor, valid: &Tensor, train: bool) -> Vec<Tensor> {
+    /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) and each window's
+    /// training stream [B] (int64) → one context [B, hidden + features + identity] per window
+    /// CNN: the CNN's summary of the window, then the most recent row's features as they are,
+    /// then the stream's identity. Pooling blurs which row a value came from, and the last row
+    /// is what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
+    pub fn context(
+        &self,
+        window_slots: &Tensor,
+        valid: &Tensor,
+        streams: &Tensor,
+        train: bool,
+    ) -> Vec<Tensor> {
         let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
         let feats =
             self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
-        let last = feats.select(1, k - 1);
+        let mut last = feats.select(1, k - 1);
+        if let Some(identities) = &self.identities {
+            let n = self.config.streams as i64;
+            let ids = streams.remainder(n).to_kind(Kind::Int64);
+            last = Tensor::cat(&[last, identities.forward_t(&ids, false)], 1);
+        }
         self.cnns
             .iter()
             .map(|cnn| {
@@ -306,10 +328,14 @@ mod tests {
     /// on its masked input gives (the layout generation and `head_output` use).
     #[test]
     fn shared_hidden_layer_gives_the_per_head_losses() {
-        let config = small_config(
-            vec![order(), categorical("sa", &[6, 4]), categorical("pr", &[3])],
-            4,
-        );
+        let config = ModelConfig {
+            streams: 3,
+            stream_dim: 2,
+            ..small_config(
+                vec![order(), categorical("sa", &[6, 4]), categorical("pr", &[3])],
+                4,
+            )
+        };
         tch::manual_seed(11);
         let net = StanNet::new(config.clone(), Device::Cpu);
         let b = 7;
@@ -325,7 +351,8 @@ mod tests {
         let window = cur.unsqueeze(1).repeat([1, 4, 1]);
         let valid = Tensor::ones([b, 4], (Kind::Float, Device::Cpu));
         tch::no_grad(|| {
-            let contexts = net.context(&window, &valid, false);
+            let streams = Tensor::randint(3, [b], (Kind::Int64, Device::Cpu));
+            let contexts = net.context(&window, &valid, &streams, false);
             let got = net.losses(&contexts, &cur);
             let features = net.embed(&cur);
             let offsets = config.slot_offsets();

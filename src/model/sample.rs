@@ -103,7 +103,9 @@ impl Sampler {
             let valid = Tensor::from_slice(&self.valid)
                 .view([b as i64, k as i64])
                 .to(device);
-            let context = self.net.context(&window, &valid, false);
+            let identities: Vec<i64> = (0..b).map(|s| config.identity_of(s) as i64).collect();
+            let streams = Tensor::from_slice(&identities).to(device);
+            let context = self.net.context(&window, &valid, &streams, false);
             let mut null_value = vec![false; b];
             for (a, attr) in config.attributes.iter().enumerate() {
                 for (h, spec) in attr.heads.iter().enumerate() {

@@ -53,6 +53,14 @@ pub struct ModelConfig {
     /// One window CNN per attribute (the paper) instead of one shared by all.
     #[serde(default)]
     pub cnn_per_attribute: bool,
+    /// Streams seen in training, each with a learned identity of `stream_dim` floats that every
+    /// head sees, so a generated stream follows one stream's habits (a tunnel endpoint keeps
+    /// sending GRE) instead of drifting between them. 0 (models stored before identities, or one
+    /// stream): none.
+    #[serde(default)]
+    pub streams: usize,
+    #[serde(default)]
+    pub stream_dim: usize,
 }
 
 /// Width of a softmax head's learned input embedding.
@@ -61,6 +69,26 @@ pub fn embedding_dim(classes: usize) -> usize {
 }
 
 impl ModelConfig {
+    /// Width of a stream's identity in the heads' input (0 without identities).
+    pub fn identity_width(&self) -> usize {
+        if self.streams > 0 {
+            self.stream_dim
+        } else {
+            0
+        }
+    }
+    /// The identity a generated stream uses: generated stream `s` follows training stream
+    /// `s mod streams`.
+    pub fn identity_of(&self, stream: usize) -> usize {
+        stream % self.streams.max(1)
+    }
+    /// Outputs of head `h` of attribute `a`: 3 per mixture component, or a logit per class.
+    pub fn head_outputs(&self, a: usize, h: usize) -> usize {
+        match &self.attributes[a].heads[h] {
+            HeadSpec::Mdn => 3 * self.mixtures,
+            HeadSpec::Softmax { classes, .. } => *classes,
+        }
+    }
     pub fn slot_width(&self) -> usize {
         self.attributes.iter().map(AttributeSpec::slots).sum()
     }
@@ -164,6 +192,8 @@ pub(crate) mod fixtures {
             mixtures: 2,
             mask: Mask::B,
             cnn_per_attribute: false,
+            streams: 0,
+            stream_dim: 0,
         }
     }
 }

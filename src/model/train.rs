@@ -12,6 +12,8 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 /// Epochs without a better validation loss before the learning rate is halved.
 const PLATEAU_EPOCHS: usize = 2;
+/// Share of training windows shown empty, as at a stream's start (with stream identities).
+const FRESH_START_SHARE: f64 = 0.05;
 
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
@@ -64,6 +66,8 @@ struct Windows {
     /// [rows, k] indices into `slots`, padding → rows.
     index: Tensor,
     valid: Tensor,
+    /// [rows] the stream each row belongs to (its position in `stream_starts`).
+    stream: Tensor,
 }
 
 fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: Device) -> Windows {
@@ -72,6 +76,10 @@ fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: De
     let mut valid = vec![0f32; rows * k];
     let mut starts = data.stream_starts.clone();
     starts.push(rows);
+    let mut stream = vec![0i64; rows];
+    for (i, s) in starts.windows(2).enumerate() {
+        stream[s[0]..s[1]].fill(i as i64);
+    }
     for s in starts.windows(2) {
         for p in s[0]..s[1] {
             for w in 0..k {
@@ -98,6 +106,7 @@ fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: De
         valid: Tensor::from_slice(&valid)
             .view([rows as i64, k as i64])
             .to(device),
+        stream: Tensor::from_slice(&stream).to(device),
     }
 }
 
@@ -107,8 +116,16 @@ impl Windows {
         let b = rows.size()[0];
         let idx = self.index.index_select(0, rows);
         let win = self.slots.index_select(0, &idx.view([-1])).view([b, k, -1]);
-        let valid = self.valid.index_select(0, rows);
-        let context = net.context(&win, &valid, train);
+        let mut valid = self.valid.index_select(0, rows);
+        if train && net.config.identity_width() > 0 {
+            // Some windows train as a stream's first row (nothing before it): generation starts
+            // every stream there, and a stream's identity is what has to say which stream it
+            // is; the real first rows are one per stream, far too few to learn that from.
+            let keep = Tensor::rand([b, 1], (Kind::Float, valid.device())).ge(FRESH_START_SHARE);
+            valid *= keep.to_kind(Kind::Float);
+        }
+        let streams = self.stream.index_select(0, rows);
+        let context = net.context(&win, &valid, &streams, train);
         let current = self.slots.index_select(0, rows);
         let losses = net.losses(&context, &current) * self.present.index_select(0, rows);
         losses

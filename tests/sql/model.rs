@@ -185,3 +185,47 @@ fn stored_weights_are_validated_when_loaded() {
         ) > 0
     );
 }
+
+/// Each generated stream follows one training stream's learned identity, so a host that only
+/// one stream has (a tunnel endpoint sending GRE) comes back as one stream, whatever the seed;
+/// without identities every stream starts from the same empty window and the number of streams
+/// that become the tunnel endpoint is left to chance (0, 1, 2 … of 10).
+#[test]
+fn generated_streams_follow_their_training_streams() {
+    let mut c = fresh_db("identities");
+    c.batch_execute(
+        "CREATE TABLE hosts AS
+           SELECT '2024-01-01'::timestamp + (i * 20 + h) * interval '1 second' AS t,
+                  'h' || h AS host,
+                  CASE WHEN h = 0 THEN 'GRE' ELSE 'TCP' END AS pr,
+                  (CASE WHEN h = 0 THEN 50000 ELSE 500 END + (i * 37 + h * 11) % 100)::bigint AS byt
+             FROM generate_series(0, 9) h, generate_series(1, 1000) i;
+         SELECT stan_train('hosts', stream_by => 'host', options => '{\"epochs\": 30, \"seed\": 1}');",
+    )
+    .unwrap();
+    let streams = one_i64(
+        &mut c,
+        "SELECT (config->>'streams')::bigint FROM stan.model_store",
+    );
+    assert_eq!(streams, 10, "one identity per training stream");
+    for seed in 1..=3 {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS synth;
+             CREATE TABLE synth AS SELECT * FROM stan_generate(NULL::hosts, '5 hours', seed => {seed});"
+        ))
+        .unwrap();
+        let gre = one_f64(&mut c, "SELECT avg((pr = 'GRE')::int)::float8 FROM synth");
+        assert!(
+            (0.05..=0.15).contains(&gre),
+            "seed {seed}: GRE share {gre}, real 0.10 (one stream of ten)"
+        );
+        let gre_is_h0 = one_f64(
+            &mut c,
+            "SELECT avg((host = 'h0')::int)::float8 FROM synth WHERE pr = 'GRE'",
+        );
+        assert!(
+            gre_is_h0 > 0.9,
+            "seed {seed}: GRE rows from h0: {gre_is_h0}"
+        );
+    }
+}
