@@ -1,4 +1,5 @@
-//! Generation (paper Algorithm 2): every stream starts from an all-zero window; each step runs
+//! Generation (paper Algorithm 2): every stream starts from an all-zero window (and, with stream
+//! identities, follows training stream `s mod streams`); each step runs
 //! the window CNN once for all streams, then samples the attributes in order, then slides the
 //! window. A stream stops when its clock passes the span.
 
