@@ -43,6 +43,14 @@ pub fn train_model(
         options.exact_high_ports,
     )?;
     let options = &options.resolved(encoded.rows);
+    // One stream has nothing to tell apart; beyond what one generation can run, a stream's
+    // identity would never be used.
+    let streams = encoded.stream_starts.len();
+    let identities = if (2..=MAX_STREAMS).contains(&streams) && options.stream_embedding > 0 {
+        streams
+    } else {
+        0
+    };
     let config = ModelConfig {
         attributes: codec.attributes(),
         window: options.window,
@@ -53,16 +61,12 @@ pub fn train_model(
         mixtures: options.mixtures,
         mask: options.mask,
         cnn_per_attribute: options.cnn_per_attribute,
-        // One stream has nothing to tell apart; beyond what one generation can run, a stream's
-        // identity would never be used.
-        streams: if (2..=MAX_STREAMS).contains(&encoded.stream_starts.len())
-            && options.stream_embedding > 0
-        {
-            encoded.stream_starts.len()
+        streams: identities,
+        stream_dim: if identities > 0 {
+            options.stream_embedding
         } else {
             0
         },
-        stream_dim: options.stream_embedding,
     };
     tch::manual_seed(options.seed as i64);
     let mut net = StanNet::new(config.clone(), device);

@@ -15,7 +15,7 @@
 
 use super::net::StanNet;
 use super::sample::SampledRow;
-use super::spec::HeadSpec;
+use super::spec::{training_stream, HeadSpec};
 use crate::codec::time::time_of_day_features;
 use crate::codec::PairMask;
 use crate::error::{Error, Result};
@@ -99,6 +99,7 @@ pub struct CpuNet {
     attributes: Vec<Attribute>,
     /// Width of a stream's identity (0: none) and [streams, identity] the identities.
     identity: usize,
+    streams: usize,
     identities: Vec<f32>,
     /// [hidden + features + identity, heads × head_hidden]: every head's hidden weights on the
     /// context.
@@ -375,6 +376,7 @@ impl CpuNet {
             heads,
             attributes,
             identity,
+            streams: config.streams,
             identities,
             head_ctx_w,
             head_b,
@@ -382,6 +384,14 @@ impl CpuNet {
             pairs,
             all_rows: (0..k).collect(),
         })
+    }
+
+    /// The identity generated stream `stream` follows (empty without identities).
+    fn identity_of(&self, stream: usize) -> &[f32] {
+        let row = training_stream(stream, self.streams);
+        self.identities
+            .get(row * self.identity..(row + 1) * self.identity)
+            .unwrap_or(&[])
     }
 
     /// With one shared CNN of one convolution, each lane keeps its convolution's output: a
@@ -918,8 +928,6 @@ fn fast_exp(x: f32) -> f32 {
 /// One generated sequence: a stream, or a segment of one.
 pub struct Lane {
     pub stream: usize,
-    /// The identity of the training stream this one follows (empty without identities).
-    identity: Vec<f32>,
     /// [k, features], oldest first; rows before the sequence began are zero.
     window: Vec<f32>,
     /// The convolution's output for `window`, [channels, k, features], when the net keeps it.
@@ -963,19 +971,8 @@ impl Lane {
                 &net.all_rows,
             );
         }
-        let i = net.identity;
-        let row = if net.identities.is_empty() {
-            0
-        } else {
-            stream % (net.identities.len() / i)
-        };
         Lane {
             stream,
-            identity: net
-                .identities
-                .get(row * i..(row + 1) * i)
-                .unwrap_or(&[])
-                .to_vec(),
             window,
             activations,
             state: LaneState { rng, clock },
@@ -1071,7 +1068,7 @@ pub fn step_lanes(
         let (mut activations, mut states) = (vec![], vec![]);
         for lane in lanes.iter_mut() {
             windows.push(lane.window.as_slice());
-            identities.push(lane.identity.as_slice());
+            identities.push(net.identity_of(lane.stream));
             activations.push(lane.activations.as_slice());
             states.push(&mut lane.state);
         }
@@ -1284,10 +1281,7 @@ mod tests {
             let mut current = vec![0f32; b * width];
             let window_rows: Vec<&[f32]> = windows.chunks(k * cpu.features).collect();
             // Row r follows training stream r mod 4.
-            let lanes: Vec<Lane> = (0..b)
-                .map(|r| Lane::new(&cpu, r, 0.0, 1.0, 0, false))
-                .collect();
-            let identities: Vec<&[f32]> = lanes.iter().map(|l| l.identity.as_slice()).collect();
+            let identities: Vec<&[f32]> = (0..b).map(|r| cpu.identity_of(r)).collect();
             assert!(identities.iter().all(|i| i.len() == 3));
             cpu.forward(
                 &mut Scratch::default(),
@@ -1326,7 +1320,7 @@ mod tests {
             let v = Tensor::from_slice(&valid).view([b as i64, k as i64]);
             let cur = Tensor::from_slice(&rows.concat()).view([b as i64, width as i64]);
             tch::no_grad(|| {
-                let streams: Vec<i64> = (0..b as i64).collect();
+                let streams: Vec<i64> = (0..b).map(|r| cfg.identity_of(r) as i64).collect();
                 let contexts = net.context(&w, &v, &Tensor::from_slice(&streams), false);
                 let features = net.embed(&cur);
                 let mut h = 0;

@@ -198,7 +198,7 @@ impl StanNet {
     }
 
     /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) and each window's
-    /// training stream [B] (int64) → one context [B, hidden + features + identity] per window
+    /// training stream [B] (int64, below `config.streams`) → one context [B, hidden + features + identity] per window
     /// CNN: the CNN's summary of the window, then the most recent row's features as they are,
     /// then the stream's identity. Pooling blurs which row a value came from, and the last row
     /// is what the next one depends on most (an AR(1) process needs x_{t-1} exactly).
@@ -214,9 +214,7 @@ impl StanNet {
             self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
         let mut last = feats.select(1, k - 1);
         if let Some(identities) = &self.identities {
-            let n = self.config.streams as i64;
-            let ids = streams.remainder(n).to_kind(Kind::Int64);
-            last = Tensor::cat(&[last, identities.forward_t(&ids, false)], 1);
+            last = Tensor::cat(&[last, identities.forward_t(streams, false)], 1);
         }
         self.cnns
             .iter()

@@ -63,6 +63,11 @@ pub struct ModelConfig {
     pub stream_dim: usize,
 }
 
+/// Generated stream `s` follows training stream `s mod streams`.
+pub fn training_stream(stream: usize, streams: usize) -> usize {
+    stream % streams.max(1)
+}
+
 /// Width of a softmax head's learned input embedding.
 pub fn embedding_dim(classes: usize) -> usize {
     classes.clamp(2, 8)
@@ -77,10 +82,9 @@ impl ModelConfig {
             0
         }
     }
-    /// The identity a generated stream uses: generated stream `s` follows training stream
-    /// `s mod streams`.
+    /// The identity a generated stream uses (see `training_stream`).
     pub fn identity_of(&self, stream: usize) -> usize {
-        stream % self.streams.max(1)
+        training_stream(stream, self.streams)
     }
     /// Outputs of head `h` of attribute `a`: 3 per mixture component, or a logit per class.
     pub fn head_outputs(&self, a: usize, h: usize) -> usize {

@@ -79,8 +79,6 @@ fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: De
     let mut stream = vec![0i64; rows];
     for (i, s) in starts.windows(2).enumerate() {
         stream[s[0]..s[1]].fill(i as i64);
-    }
-    for s in starts.windows(2) {
         for p in s[0]..s[1] {
             for w in 0..k {
                 // Window slot w holds row p - k + w (oldest first), if it is in the same stream.
