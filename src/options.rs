@@ -47,6 +47,11 @@ pub struct TrainOptions {
     /// the option existed): generated stream s follows training stream s mod streams.
     #[serde(default)]
     pub stream_embedding: usize,
+    /// Where each stream is one host (its address in nearly every row), a generated stream
+    /// keeps one address of its own instead of drawing its octets afresh every row. Off in
+    /// models stored before the option existed.
+    #[serde(default)]
+    pub stream_addresses: bool,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -85,6 +90,7 @@ impl Default for TrainOptions {
             exact_high_ports: true,
             lr_schedule: LrSchedule::Cosine,
             stream_embedding: 8,
+            stream_addresses: true,
         }
     }
 }
@@ -148,6 +154,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("device", "\"auto\", \"cpu\" or \"cuda\""),
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
     ("exact_high_ports", "true or false"),
+    ("stream_addresses", "true or false"),
     ("lr_schedule", "\"cosine\" or \"plateau\""),
 ];
 
@@ -227,6 +234,11 @@ impl TrainOptions {
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
                 "exact_high_ports" => {
                     o.exact_high_ports = v
+                        .as_bool()
+                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
+                }
+                "stream_addresses" => {
+                    o.stream_addresses = v
                         .as_bool()
                         .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
                 }

@@ -41,6 +41,7 @@ pub fn train_model(
         stream_keys,
         options.min_category_count,
         options.exact_high_ports,
+        options.stream_addresses,
     )?;
     let options = &options.resolved(encoded.rows);
     // One stream has nothing to tell apart; beyond what one generation can run, a stream's
@@ -151,20 +152,17 @@ impl Generator {
             // thousands of streams) each step recomputes them instead.
             let keep = streams.saturating_mul(cpu.activation_bytes()) <= 256 << 20;
             let lanes = (0..streams)
-                .map(|s| Lane::new(&cpu, s, 0.0, span_seconds, seed, keep))
+                .map(|s| {
+                    Lane::new(&cpu, s, 0.0, span_seconds, seed, keep).keeping(codec.kept_value(s))
+                })
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
             Engine::Cpu(Box::new(CpuSampler::new(cpu, lanes, threads, start, gap)))
         } else {
-            Engine::Torch(Box::new(Sampler::new(
-                net,
-                streams,
-                start,
-                span_seconds,
-                seed,
-                gap,
-                &codec.pairs,
-            )))
+            Engine::Torch(Box::new(
+                Sampler::new(net, streams, start, span_seconds, seed, gap, &codec.pairs)
+                    .keeping(|s| codec.kept_value(s)),
+            ))
         };
         Ok(Generator {
             engine,

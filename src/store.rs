@@ -113,6 +113,7 @@ mod tests {
                     name: "te".into(),
                     heads: vec![HeadSpec::Mdn],
                     extra_inputs: 2,
+                    own_value: false,
                 },
                 AttributeSpec {
                     name: "pr".into(),
@@ -121,6 +122,7 @@ mod tests {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
+                    own_value: false,
                 },
             ],
             window: 3,

@@ -14,7 +14,7 @@ pub mod port;
 pub mod time;
 
 use crate::error::{Error, Result};
-use crate::model::spec::{AttributeSpec, HeadSpec};
+use crate::model::spec::{training_stream, AttributeSpec, HeadSpec};
 use crate::schema::{ColumnPlan, Kind, ReadAs};
 use number::Scale;
 use rand::Rng;
@@ -83,8 +83,14 @@ pub enum Codec {
         #[serde(default = "unbounded")]
         max: f64,
     },
-    /// Octet values never seen at each of the four positions (never generated).
-    Ipv4 { unseen: Vec<Vec<u8>> },
+    /// Octet values never seen at each of the four positions (never generated). With `own`,
+    /// a flag before the octets says whether the address is the stream's own one (see
+    /// `own_addresses`): a generated stream draws its own address once and keeps it.
+    Ipv4 {
+        unseen: Vec<Vec<u8>>,
+        #[serde(default)]
+        own: bool,
+    },
     /// Port classes never seen (never generated), and the frequent ports above 1023 that have
     /// classes of their own, ascending (option `exact_high_ports`; empty otherwise).
     Port {
@@ -125,7 +131,7 @@ impl ColumnCodec {
     fn value_slots(&self) -> usize {
         match &self.codec {
             Codec::Gap { .. } => 3,
-            Codec::Ipv4 { .. } => 4,
+            Codec::Ipv4 { own, .. } => 4 + usize::from(*own),
             Codec::Skip => 0,
             _ => 1,
         }
@@ -136,13 +142,17 @@ impl ColumnCodec {
             Codec::Gap { .. } | Codec::Count { .. } | Codec::Continuous { .. } => {
                 vec![HeadSpec::Mdn]
             }
-            Codec::Ipv4 { unseen } => unseen
-                .iter()
-                .map(|u| HeadSpec::Softmax {
+            Codec::Ipv4 { unseen, own } => {
+                let flag = HeadSpec::Softmax {
+                    classes: 2,
+                    banned: vec![],
+                };
+                let octets = unseen.iter().map(|u| HeadSpec::Softmax {
                     classes: 256,
                     banned: u.iter().map(|&o| o as usize).collect(),
-                })
-                .collect(),
+                });
+                own.then_some(flag).into_iter().chain(octets).collect()
+            }
             Codec::Port { unseen, frequent } => vec![HeadSpec::Softmax {
                 classes: port::CLASSES + frequent.len(),
                 banned: unseen.iter().map(|&c| c as usize).collect(),
@@ -166,7 +176,16 @@ pub struct TableCodec {
     /// Category values never seen (often enough) with an earlier column's value.
     #[serde(default)]
     pub pairs: Vec<PairMask>,
+    /// Each training stream's own address (see `own_addresses`), in stream order, when the
+    /// streams have one and there are at most `MAX_KEPT_ADDRESSES`: generated stream s keeps
+    /// training stream (s mod n)'s, the stream whose identity it follows. Empty otherwise
+    /// (then a generated stream keeps the first own address it draws).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_addresses: Vec<u32>,
 }
+
+/// Streams beyond this many keep no list of their addresses (the codec stays small).
+pub const MAX_KEPT_ADDRESSES: usize = 100_000;
 
 /// For a category column with at most 64 classes (`slot`) and an earlier port or category
 /// column (`given_slot`): the classes seen at least `min_category_count` times with each value
@@ -237,16 +256,19 @@ impl TableCodec {
         stream_keys: &[u64],
         min_category_count: usize,
     ) -> Result<(TableCodec, EncodedTable)> {
-        Self::fit_with(plans, values, stream_keys, min_category_count, false)
+        Self::fit_with(plans, values, stream_keys, min_category_count, false, false)
     }
 
-    /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`.
+    /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`,
+    /// and with `stream_addresses`, each stream's own address flagged where the streams have
+    /// one (`own_addresses`).
     pub fn fit_with(
         plans: &[ColumnPlan],
         values: &[ColumnValues],
         stream_keys: &[u64],
         min_category_count: usize,
         exact_high_ports: bool,
+        stream_addresses: bool,
     ) -> Result<(TableCodec, EncodedTable)> {
         let rows = values.first().map_or(0, |v| v.len());
         if rows < 2 {
@@ -334,13 +356,30 @@ impl TableCodec {
                 codec,
             });
         }
+        let own = if stream_addresses {
+            own_addresses(&columns, values, &order, &stream_starts)
+        } else {
+            None
+        };
+        if own.is_some() {
+            for col in &mut columns {
+                if let Codec::Ipv4 { own, .. } = &mut col.codec {
+                    *own = true;
+                }
+            }
+        }
         let ratios = fit_ratios(&columns, values);
+        let stream_addresses = match &own {
+            Some(own) if own.len() <= MAX_KEPT_ADDRESSES => own.clone(),
+            _ => vec![],
+        };
         let mut codec = TableCodec {
             columns,
             ratios,
             pairs: vec![],
+            stream_addresses,
         };
-        let encoded = codec.encode(values, &order, &gaps, &times, stream_starts)?;
+        let encoded = codec.encode(values, &order, &gaps, &times, stream_starts, own.as_deref())?;
         codec.pairs = codec.fit_pairs(&encoded, min_category_count);
         Ok((codec, encoded))
     }
@@ -360,6 +399,7 @@ impl TableCodec {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
+                    own_value: false,
                 });
             }
             let extra_inputs = if matches!(col.codec, Codec::Gap { .. }) {
@@ -371,9 +411,20 @@ impl TableCodec {
                 name: col.name.clone(),
                 heads: col.value_heads(),
                 extra_inputs,
+                own_value: matches!(col.codec, Codec::Ipv4 { own: true, .. }),
             });
         }
         attrs
+    }
+
+    /// The own value (an address's octets, as slots) generated stream `stream` keeps from the
+    /// start; empty when it draws its own.
+    pub fn kept_value(&self, stream: usize) -> Vec<f32> {
+        if self.stream_addresses.is_empty() {
+            return vec![];
+        }
+        let address = self.stream_addresses[training_stream(stream, self.stream_addresses.len())];
+        ip::octets(address).iter().map(|&o| f32::from(o)).collect()
     }
 
     pub fn slot_width(&self) -> usize {
@@ -496,6 +547,7 @@ impl TableCodec {
         gaps: &[f64],
         times: &[f64],
         stream_starts: Vec<usize>,
+        own_addresses: Option<&[u32]>,
     ) -> Result<EncodedTable> {
         let width = self.slot_width();
         let attrs = self.attributes().len();
@@ -517,7 +569,12 @@ impl TableCodec {
                 _ => None,
             })
             .collect();
+        let mut stream = 0;
         for (p, &r) in order.iter().enumerate() {
+            while stream_starts.get(stream + 1).is_some_and(|&s| s <= p) {
+                stream += 1;
+            }
+            let own_address = own_addresses.map(|a| a[stream]);
             let row = &mut slots[p * width..(p + 1) * width];
             let mut attr = 0;
             for (c, col) in self.columns.iter().enumerate() {
@@ -542,10 +599,14 @@ impl TableCodec {
                         row[v] = scale.to_z(gaps[r].ln_1p());
                         row[v + 1..v + 3].copy_from_slice(&time::time_of_day_features(times[r]));
                     }
-                    Codec::Ipv4 { .. } => {
+                    Codec::Ipv4 { own, .. } => {
                         let a = vals.as_f64(r).expect("non-null") as u32;
+                        if *own {
+                            row[v] = f32::from(u8::from(own_address == Some(a)));
+                        }
+                        let first = v + usize::from(*own);
                         for (i, o) in ip::octets(a).iter().enumerate() {
-                            row[v + i] = *o as f32;
+                            row[first + i] = *o as f32;
                         }
                     }
                     Codec::Port { frequent, .. } => {
@@ -600,8 +661,9 @@ impl TableCodec {
                     let t = (epoch / resolution).round() * resolution;
                     Some(time::format_epoch(t, &col.type_name))
                 }
-                Codec::Ipv4 { .. } => {
-                    let o = |i: usize| slots[v + i].clamp(0.0, 255.0) as u8;
+                Codec::Ipv4 { own, .. } => {
+                    let first = v + usize::from(*own);
+                    let o = |i: usize| slots[first + i].clamp(0.0, 255.0) as u8;
                     Some(ip::format([o(0), o(1), o(2), o(3)]))
                 }
                 Codec::Port { frequent, .. } => {
@@ -649,6 +711,59 @@ impl TableCodec {
         }
         out
     }
+}
+
+/// In at least this share of rows, one address column holds its stream's own address for the
+/// streams to count as having one (a stream per host: the host is in every row).
+const OWN_ADDRESS_SHARE: f64 = 0.9;
+
+/// Per stream (in `stream_starts` order), the IPv4 address found in most of its rows in any
+/// IPv4 column, when in at least `OWN_ADDRESS_SHARE` of all rows an IPv4 column holds its
+/// stream's: then each stream is one host seen from its flows, and a generated stream should
+/// keep one address the way a host does, instead of drawing its octets afresh every row
+/// (which scatters one stream's flows over many made-up hosts). None otherwise.
+fn own_addresses(
+    columns: &[ColumnCodec],
+    values: &[ColumnValues],
+    order: &[usize],
+    stream_starts: &[usize],
+) -> Option<Vec<u32>> {
+    let address_columns: Vec<&ColumnValues> = columns
+        .iter()
+        .zip(values)
+        .filter(|(c, _)| matches!(c.codec, Codec::Ipv4 { .. }))
+        .map(|(_, v)| v)
+        .collect();
+    if address_columns.is_empty() || order.is_empty() {
+        return None;
+    }
+    let mut own = Vec::with_capacity(stream_starts.len());
+    let mut covered = 0usize;
+    let mut counts: std::collections::HashMap<u32, usize> = Default::default();
+    for (i, &start) in stream_starts.iter().enumerate() {
+        let end = stream_starts.get(i + 1).copied().unwrap_or(order.len());
+        counts.clear();
+        for &r in &order[start..end] {
+            let mut row: Vec<u32> = address_columns
+                .iter()
+                .filter_map(|v| v.as_f64(r).map(|a| a as u32))
+                .collect();
+            row.sort_unstable();
+            row.dedup();
+            for a in row {
+                *counts.entry(a).or_default() += 1;
+            }
+        }
+        // The most rows; the lowest address among ties, so the choice is deterministic.
+        let best = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(&a, &n)| (a, n));
+        let (address, rows) = best.unwrap_or((0, 0));
+        covered += rows;
+        own.push(address);
+    }
+    (covered as f64 >= OWN_ADDRESS_SHARE * order.len() as f64).then_some(own)
 }
 
 /// Ratio bounds between every pair of count columns (the later one over the earlier one):
@@ -760,7 +875,7 @@ fn fit_column(
                 .iter()
                 .map(|s| (0..=255u8).filter(|&o| !s[o as usize]).collect())
                 .collect();
-            Ok(Codec::Ipv4 { unseen })
+            Ok(Codec::Ipv4 { unseen, own: false })
         }
         Kind::Port => {
             if let Some(bad) = numbers().find(|p| !(0.0..=65535.0).contains(p)) {

@@ -80,7 +80,7 @@ fn fitted_codecs_are_as_designed() {
     let kinds: Vec<&Codec> = codec.columns.iter().map(|c| &c.codec).collect();
     assert!(matches!(kinds[0], Codec::Gap { resolution, .. } if *resolution == 1.0));
     // Only octets and ports seen in training can be generated.
-    let Codec::Ipv4 { unseen } = kinds[1] else {
+    let Codec::Ipv4 { unseen, own: false } = kinds[1] else {
         panic!("{:?}", kinds[1])
     };
     assert_eq!((unseen[0].len(), unseen[3].len()), (255, 249));
@@ -362,7 +362,7 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
 #[test]
 fn frequent_high_ports_get_classes_when_asked() {
     let (plans, values) = table();
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true).unwrap();
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true, false).unwrap();
     let Codec::Port { unseen, frequent } = &codec.columns[2].codec else {
         panic!("{:?}", codec.columns[2])
     };
@@ -374,4 +374,95 @@ fn frequent_high_ports_get_classes_when_asked() {
     assert!(
         matches!(dp.heads[0], HeadSpec::Softmax { classes, .. } if classes == port::CLASSES + 1)
     );
+}
+
+/// Flows of 3 hosts (one stream each), the host as source or destination, the other end one
+/// of many peers; in `stray` of every 10 rows neither end is the host.
+fn host_streams(stray: usize) -> (Vec<ColumnPlan>, Vec<ColumnValues>, Vec<u64>) {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("sa", "inet"),
+        info("da", "inet"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 300;
+    let addr = |a, b, c, d| Some(u32::from(std::net::Ipv4Addr::new(a, b, c, d)) as i64);
+    let host = |i: usize| addr(42, 219, 150 + (i % 3) as u8, 7);
+    let peer = |i: usize| addr(8, 8, (i % 50) as u8, (i % 13) as u8);
+    let te = (0..n).map(|i| Some(1_460_332_800.0 + i as f64)).collect();
+    let (mut sa, mut da) = (vec![], vec![]);
+    for i in 0..n {
+        let (s, d) = if i / 3 % 10 < stray {
+            (peer(i), peer(i + 1))
+        } else if i % 2 == 0 {
+            (host(i), peer(i))
+        } else {
+            (peer(i), host(i))
+        };
+        sa.push(s);
+        da.push(d);
+    }
+    let keys = (0..n).map(|i| (i % 3) as u64).collect();
+    let values = vec![
+        ColumnValues::Float(te),
+        ColumnValues::Int(sa),
+        ColumnValues::Int(da),
+    ];
+    (plans, values, keys)
+}
+
+#[test]
+fn a_stream_per_host_flags_the_hosts_address() {
+    let (plans, values, keys) = host_streams(0);
+    let (codec, enc) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true).unwrap();
+    for c in 1..3 {
+        assert!(
+            matches!(codec.columns[c].codec, Codec::Ipv4 { own: true, .. }),
+            "{:?}",
+            codec.columns[c]
+        );
+    }
+    let attrs = codec.attributes();
+    assert!(attrs[1].own_value && attrs[2].own_value && !attrs[0].own_value);
+    assert!(matches!(
+        attrs[1].heads[0],
+        HeadSpec::Softmax { classes: 2, .. }
+    ));
+    assert_eq!(attrs[1].heads.len(), 5);
+    // Slots: gap, 2 times of day, then per address the flag and 4 octets.
+    let width = codec.slot_width();
+    assert_eq!(width, 3 + 5 + 5);
+    let mut flagged = 0;
+    for p in 0..enc.rows {
+        let row = &enc.slots[p * width..(p + 1) * width];
+        let (sa_own, da_own) = (row[3], row[8]);
+        // Exactly one end is the host, and it is the one flagged.
+        assert_eq!(sa_own + da_own, 1.0, "row {p}: {row:?}");
+        let own_first = if sa_own == 1.0 { 4 } else { 9 };
+        assert_eq!(&row[own_first..own_first + 2], &[42.0, 219.0]);
+        flagged += 1;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let out = codec.decode_row(row, 0.0, &mut rng);
+        let own_column = if sa_own == 1.0 { 1 } else { 2 };
+        assert!(out[own_column].as_deref().unwrap().starts_with("42.219.15"));
+    }
+    assert_eq!(flagged, 300);
+    // Each stream's address is kept: generated stream s keeps training stream (s mod 3)'s.
+    let host = |k: u8| u32::from(std::net::Ipv4Addr::new(42, 219, 150 + k, 7));
+    assert_eq!(codec.stream_addresses, vec![host(0), host(1), host(2)]);
+    assert_eq!(codec.kept_value(4), vec![42.0, 219.0, 151.0, 7.0]);
+
+    // Off when asked, and where most rows lack their stream's address (here 4 rows in 10).
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, false).unwrap();
+    assert!(matches!(
+        codec.columns[1].codec,
+        Codec::Ipv4 { own: false, .. }
+    ));
+    let (plans, values, keys) = host_streams(4);
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true).unwrap();
+    assert!(matches!(
+        codec.columns[1].codec,
+        Codec::Ipv4 { own: false, .. }
+    ));
+    assert_eq!(codec.slot_width(), 3 + 4 + 4);
 }

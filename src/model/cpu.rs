@@ -76,6 +76,9 @@ struct Head {
     out_b: Vec<f32>,
     /// 1 for classes that may be sampled.
     allowed: Vec<f32>,
+    /// For a value head of an attribute with an own value (`AttributeSpec::own_value`): the
+    /// slot of its flag and its place among the value's heads.
+    own_part: Option<(usize, usize)>,
 }
 
 struct Attribute {
@@ -84,6 +87,7 @@ struct Attribute {
     first_head: usize,
     heads: usize,
     is_null_indicator: bool,
+    own_value: bool,
 }
 
 pub struct CpuNet {
@@ -155,6 +159,7 @@ impl CpuNet {
                 first_head: heads.len(),
                 heads: attr.heads.len(),
                 is_null_indicator: attr.is_null_indicator(),
+                own_value: attr.own_value,
             });
             for (h, spec) in attr.heads.iter().enumerate() {
                 let slot = offsets[a] + h;
@@ -195,6 +200,7 @@ impl CpuNet {
                     out_w: transpose(&out_w, outputs, hh),
                     out_b,
                     allowed,
+                    own_part: (attr.own_value && h > 0).then_some((offsets[a], h - 1)),
                 });
             }
             for e in 0..attr.extra_inputs {
@@ -942,9 +948,17 @@ struct LaneState {
     rng: ChaCha8Rng,
     /// Seconds since the generation's start.
     clock: f64,
+    /// The stream's own value (its address's octets) once drawn; empty before.
+    own: Vec<f32>,
 }
 
 impl Lane {
+    /// The stream keeps this own value (`AttributeSpec::own_value`) from its first row.
+    pub fn keeping(mut self, own: Vec<f32>) -> Lane {
+        self.state.own = own;
+        self
+    }
+
     /// `keep_activations`: keep the convolution's output between steps (faster; costs
     /// channels × k × features floats per lane), when the net allows it.
     pub fn new(
@@ -975,7 +989,11 @@ impl Lane {
             stream,
             window,
             activations,
-            state: LaneState { rng, clock },
+            state: LaneState {
+                rng,
+                clock,
+                own: Vec::new(),
+            },
             end,
         }
     }
@@ -996,6 +1014,11 @@ static ONES: [f32; 64] = [1.0; 64];
 impl Policy for Sampling<'_> {
     fn choose(&mut self, net: &CpuNet, r: usize, h: usize, out: &[f32], row: &[f32]) -> f32 {
         let head = &net.heads[h];
+        if let Some((flag, i)) = head.own_part {
+            if let Some(&kept) = self.lanes[r].own.get(i).filter(|_| row[flag] >= 0.5) {
+                return kept;
+            }
+        }
         let rng = &mut self.lanes[r].rng;
         match head.classes {
             None => {
@@ -1041,6 +1064,11 @@ impl Policy for Sampling<'_> {
                 row[attr.first_slot..attr.first_slot + attr.slots].fill(0.0);
             }
             self.null_value[r] = false;
+            // The first own value a stream draws is its own from then on.
+            let own = &mut self.lanes[r].own;
+            if attr.own_value && row[attr.first_slot] >= 0.5 && own.is_empty() {
+                own.extend_from_slice(&row[attr.first_slot + 1..attr.first_slot + attr.slots]);
+            }
         }
         if a == 0 {
             // The order attribute: advance the clock, then add time of day.
@@ -1187,7 +1215,7 @@ impl CpuSampler {
 mod tests {
     use super::*;
     use crate::model::spec::fixtures::{categorical, numeric, order, small_config};
-    use crate::model::ModelConfig;
+    use crate::model::{AttributeSpec, ModelConfig};
     use tch::Device;
 
     fn config(cnn_per_attribute: bool, conv_layers: usize) -> ModelConfig {
@@ -1386,6 +1414,55 @@ mod tests {
             }
             assert!(lane.window.iter().any(|&v| v != 0.0));
         }
+    }
+
+    /// Addresses with a flag for "the stream's own": every row a stream flags holds the same
+    /// address, in either column, while unflagged addresses vary from row to row.
+    #[test]
+    fn a_stream_keeps_its_own_address() {
+        tch::manual_seed(3);
+        let address = |name: &str| AttributeSpec {
+            own_value: true,
+            ..categorical(name, &[2, 7, 5])
+        };
+        let cfg = ModelConfig {
+            streams: 4,
+            stream_dim: 2,
+            ..small_config(vec![order(), address("sa"), address("da")], 4)
+        };
+        let net = StanNet::new(cfg, Device::Cpu);
+        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        let mut lanes: Vec<Lane> = (0..6)
+            .map(|s| Lane::new(&cpu, s, 0.0, 1e9, 11, true))
+            .collect();
+        // The last stream is given its address (as a trained model's codec gives it).
+        let given = lanes.pop().unwrap().keeping(vec![4.0, 3.0]);
+        lanes.push(given);
+        let mut scratch = Scratch::default();
+        let mut own: Vec<Vec<Vec<f32>>> = vec![vec![]; 6];
+        let mut others: Vec<Vec<f32>> = vec![];
+        for _ in 0..40 {
+            for row in step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &|_: f32| 1.0) {
+                for first in [3, 6] {
+                    let octets = row.slots[first + 1..first + 3].to_vec();
+                    if row.slots[first] == 1.0 {
+                        own[row.stream].push(octets);
+                    } else {
+                        others.push(octets);
+                    }
+                }
+            }
+        }
+        for (s, values) in own.iter().enumerate() {
+            assert!(values.len() > 5, "stream {s}: {} own rows", values.len());
+            assert!(
+                values.iter().all(|v| v == &values[0]),
+                "stream {s}: {values:?}"
+            );
+        }
+        others.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        others.dedup();
+        assert!(others.len() > 5, "{others:?}");
     }
 
     #[test]

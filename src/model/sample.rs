@@ -29,6 +29,8 @@ pub struct Sampler {
     /// Seconds since `start` per stream.
     clock: Vec<f64>,
     alive: Vec<bool>,
+    /// Per stream, its own value once drawn (`AttributeSpec::own_value`); empty before.
+    own: Vec<Vec<f32>>,
     start: f64,
     span: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64>,
@@ -78,12 +80,20 @@ impl Sampler {
             valid: vec![0.0; streams * k],
             clock: vec![0.0; streams],
             alive: vec![true; streams],
+            own: vec![Vec::new(); streams],
             start,
             span,
             gap_seconds,
             rng: ChaCha8Rng::seed_from_u64(seed),
             net,
         }
+    }
+
+    /// Stream s keeps `own(s)` as its own value (`AttributeSpec::own_value`) from its first
+    /// row (empty: it keeps the first it draws).
+    pub fn keeping(mut self, own: impl Fn(usize) -> Vec<f32>) -> Sampler {
+        self.own = (0..self.streams).map(own).collect();
+        self
     }
 
     pub fn finished(&self) -> bool {
@@ -159,6 +169,13 @@ impl Sampler {
                                 let probs = &p[r * classes..(r + 1) * classes];
                                 let c = pick(probs, Some(row_allowed), &mut self.rng);
                                 current[r * width + slot] = c as f32;
+                                // A stream's own value, once drawn, is kept.
+                                let flagged = current[r * width + offsets[a]] >= 0.5;
+                                if attr.own_value && h > 0 && flagged {
+                                    if let Some(&kept) = self.own[r].get(h - 1) {
+                                        current[r * width + slot] = kept;
+                                    }
+                                }
                             }
                         }
                     }
@@ -174,6 +191,15 @@ impl Sampler {
                             .fill(0.0);
                     }
                     null_value.fill(false);
+                    if attr.own_value {
+                        for r in 0..b {
+                            let values =
+                                r * width + offsets[a]..r * width + offsets[a] + attr.slots();
+                            if current[values.start] >= 0.5 && self.own[r].is_empty() {
+                                self.own[r] = current[values.start + 1..values.end].to_vec();
+                            }
+                        }
+                    }
                 }
                 if a == 0 {
                     // The order attribute: advance each stream's clock, then add time of day.
@@ -279,5 +305,38 @@ mod tests {
             }
         }
         assert!(!sampler.finished());
+    }
+
+    /// As on the CPU: a stream's flagged ("own") address is drawn once, then kept.
+    #[test]
+    fn torch_sampler_keeps_a_streams_own_address() {
+        tch::manual_seed(4);
+        let sa = crate::model::AttributeSpec {
+            own_value: true,
+            ..categorical("sa", &[2, 6, 6])
+        };
+        let net = StanNet::new(small_config(vec![order(), sa], 3), Device::Cpu);
+        let mut sampler = Sampler::new(net, 4, 0.0, 1e9, 2, Box::new(|_| 1.0), &[]);
+        let mut own: Vec<Vec<Vec<f32>>> = vec![vec![]; 4];
+        let mut others = vec![];
+        for _ in 0..40 {
+            for row in sampler.step().unwrap() {
+                if row.slots[3] == 1.0 {
+                    own[row.stream].push(row.slots[4..6].to_vec());
+                } else {
+                    others.push(row.slots[4..6].to_vec());
+                }
+            }
+        }
+        for (s, values) in own.iter().enumerate() {
+            assert!(values.len() > 5, "stream {s}: {} own rows", values.len());
+            assert!(
+                values.iter().all(|v| v == &values[0]),
+                "stream {s}: {values:?}"
+            );
+        }
+        others.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        others.dedup();
+        assert!(others.len() > 5, "{others:?}");
     }
 }

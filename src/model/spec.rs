@@ -20,6 +20,11 @@ pub struct AttributeSpec {
     pub heads: Vec<HeadSpec>,
     /// Input-only features that follow the heads' slots (time of day for the order column).
     pub extra_inputs: usize,
+    /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream draws
+    /// its own value the first time, then keeps it (a host keeps its address). All such
+    /// attributes of a row share the one value per stream.
+    #[serde(default)]
+    pub own_value: bool,
 }
 
 impl AttributeSpec {
@@ -157,6 +162,7 @@ pub(crate) mod fixtures {
             name: "te".into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 2,
+            own_value: false,
         }
     }
 
@@ -172,6 +178,7 @@ pub(crate) mod fixtures {
                 })
                 .collect(),
             extra_inputs: 0,
+            own_value: false,
         }
     }
 
@@ -180,6 +187,7 @@ pub(crate) mod fixtures {
             name: name.into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 0,
+            own_value: false,
         }
     }
 

@@ -229,3 +229,73 @@ fn generated_streams_follow_their_training_streams() {
         );
     }
 }
+
+/// Streams keyed by a host keep one address each: the host's address is flagged as the stream's
+/// own in training, and a generated stream draws it once, then keeps it (its octets are not
+/// drawn afresh every row, which scattered one stream's flows over made-up hosts).
+#[test]
+fn each_generated_stream_keeps_one_address() {
+    let mut c = fresh_db("own_addresses");
+    // 8 hosts in 10/8, each talking to peers in 8/8, as source or destination by turns.
+    c.batch_execute(
+        "CREATE TABLE flows AS
+           SELECT '2024-01-01'::timestamp + (i * 8 + h) * interval '1 second' AS te,
+                  CASE WHEN i % 2 = 0 THEN host ELSE peer END AS sa,
+                  CASE WHEN i % 2 = 0 THEN peer ELSE host END AS da,
+                  (200 + (i * 37 + h * 11) % 900)::bigint AS byt
+             FROM generate_series(0, 7) h, generate_series(1, 400) i,
+                  LATERAL (SELECT ('10.' || (h * 37 % 256) || '.' || (h * 91 % 256) || '.'
+                                   || (h * 53 % 256 + 1))::inet AS host,
+                                  ('8.8.' || (i * 7 % 40) || '.' || (i % 9))::inet AS peer) a;
+         SELECT stan_train('flows', model => 'kept', options => '{\"epochs\": 12, \"seed\": 1}',
+                           stream_by => $$CASE WHEN sa << '10.0.0.0/8' THEN sa ELSE da END$$);
+         SELECT stan_train('flows', model => 'drawn',
+                           options => '{\"epochs\": 12, \"seed\": 1, \"stream_addresses\": false}',
+                           stream_by => $$CASE WHEN sa << '10.0.0.0/8' THEN sa ELSE da END$$);",
+    )
+    .unwrap();
+    let flagged = one_i64(
+        &mut c,
+        "SELECT count(*) FROM stan.model_store, jsonb_array_elements(codecs->'columns') col
+          WHERE name = 'kept' AND (col->>'own')::boolean",
+    );
+    assert_eq!(flagged, 2, "sa and da flag the stream's own address");
+    // Per model: real hosts' addresses with at least 1 % of the rows, and the share of rows
+    // whose internal host is one of the 8 most common.
+    let hosts = |c: &mut postgres::Client, model: &str| {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS synth;
+             CREATE TABLE synth AS
+               SELECT * FROM stan_generate(NULL::flows, '1 hour', model => '{model}', seed => 1);
+             DROP TABLE IF EXISTS per_host;
+             CREATE TABLE per_host AS
+               SELECT h, count(*) AS n
+                 FROM (SELECT CASE WHEN sa << '10.0.0.0/8' THEN sa ELSE da END AS h FROM synth) s
+                GROUP BY h;"
+        ))
+        .unwrap();
+        let common = one_i64(
+            c,
+            "SELECT count(*) FROM per_host WHERE n >= 0.01 * (SELECT sum(n) FROM per_host)
+                AND h IN (SELECT CASE WHEN sa << '10.0.0.0/8' THEN sa ELSE da END FROM flows)",
+        );
+        let top8 = one_f64(
+            c,
+            "SELECT (SELECT sum(n) FROM (SELECT n FROM per_host ORDER BY n DESC LIMIT 8) t)::float8
+                    / sum(n)::float8 FROM per_host",
+        );
+        (common, top8)
+    };
+    let (kept, kept_top8) = hosts(&mut c, "kept");
+    let (drawn, drawn_top8) = hosts(&mut c, "drawn");
+    eprintln!("kept: {kept} hosts, top 8 {kept_top8}; drawn: {drawn} hosts, top 8 {drawn_top8}");
+    // Each generated stream keeps the address of the training stream it follows.
+    assert!(
+        kept == 8 && kept_top8 > 0.99,
+        "8 generated streams: {kept} real hosts with >= 1 % of the rows, {kept_top8} of the rows in the top 8"
+    );
+    assert!(
+        drawn_top8 < kept_top8,
+        "octets drawn every row scatter the streams: top 8 hold {drawn_top8} vs {kept_top8}"
+    );
+}
