@@ -707,7 +707,11 @@ pub fn evaluate(
     }) {
         let (s, ns) = lag1_autocorrelation(synthetic, b, r.order);
         let (h, nh) = lag1_autocorrelation(holdout, b, r.order);
-        out.push(metric("lag1_autocorrelation", &codec.columns[b].name, s, h, format!("mean over streams of the lag-1 autocorrelation of log(1 + value) ({ns} synthetic / {nh} held-out streams with >= 10 rows); target: within 0.05")));
+        // The training rows' own value shows how far the real traffic itself moved.
+        let trained = training
+            .and_then(|t| lag1_autocorrelation(t, b, r.order).0)
+            .map_or(String::new(), |v| format!("; training rows: {v:.4}"));
+        out.push(metric("lag1_autocorrelation", &codec.columns[b].name, s, h, format!("mean over streams of the lag-1 autocorrelation of log(1 + value) ({ns} synthetic / {nh} held-out streams with >= 10 rows{trained}); target: within 0.05")));
     }
     if let Some(t) = training {
         let known: HashSet<u64> = tuple_hashes(codec, t, r.order).into_iter().collect();

@@ -99,6 +99,8 @@ fn evaluate_reports_every_metric_and_they_respond() {
     }
     let lag = get(&rows, "lag1_autocorrelation", "byt");
     assert!(lag.synthetic.unwrap().abs() <= 1.0 && lag.real.unwrap().abs() <= 1.0);
+    // The training rows' own value is given beside it, for how far the real traffic moved.
+    assert!(lag.detail.contains("training rows: "), "{}", lag.detail);
     let exact = get(&rows, "exact_match_share", "*");
     assert!(exact.synthetic.is_some() && exact.real.is_some());
     for col in ["pr", "flg"] {
