@@ -9,7 +9,7 @@ use stan_core::codec::ColumnValues;
 use stan_core::model::train::Progress;
 use stan_core::options::TrainOptions;
 use stan_core::pipeline::{train_model, Generator};
-use stan_core::schema::{plan_columns, ColumnInfo};
+use stan_core::schema::{modelling_order, plan_columns, ColumnInfo};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -69,6 +69,15 @@ fn main() {
         ColumnValues::Int(flows.iter().map(|f| Some(f.pkt)).collect()),
         ColumnValues::Int(flows.iter().map(|f| Some(f.byt)).collect()),
     ];
+    // The values follow `cols` (the order column is already first); the model draws the
+    // columns in its own order, as `stan_train` does.
+    let mut by_name: HashMap<String, ColumnValues> =
+        plans.iter().map(|p| p.name.clone()).zip(values).collect();
+    let plans = modelling_order(plans);
+    let values: Vec<ColumnValues> = plans
+        .iter()
+        .map(|p| by_name.remove(&p.name).expect("a value column per plan"))
+        .collect();
     let keys: Vec<u64> = flows
         .iter()
         .map(|f| u32::from_be_bytes(if f.sa[..2] == [10, 1] { f.sa } else { f.da }) as u64)

@@ -12,7 +12,7 @@ use stan_core::codec::ColumnValues;
 use stan_core::model::train::Progress;
 use stan_core::options::TrainOptions;
 use stan_core::sample::sample_streams;
-use stan_core::schema::{plan_columns, ColumnInfo, ColumnPlan, Kind, ReadAs};
+use stan_core::schema::{modelling_order, plan_columns, ColumnInfo, ColumnPlan, Kind, ReadAs};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
@@ -355,7 +355,7 @@ mod stan {
                 );
             }
         }
-        let plans = ok(plan_columns(&info, order_by.as_deref(), &overrides));
+        let plans = modelling_order(ok(plan_columns(&info, order_by.as_deref(), &overrides)));
         let stream_expr = stream_by.as_deref().map(|s| stream_expression(s, &info));
         let filter = plan_sample(relation, &plans, stream_expr.as_deref(), &options, &name);
         let (values, keys) = read_table(relation, &plans, stream_expr.as_deref(), filter.as_ref());

@@ -190,7 +190,9 @@ pub const MAX_KEPT_ADDRESSES: usize = 100_000;
 /// For a category column with at most 64 classes (`slot`) and an earlier port or category
 /// column (`given_slot`): the classes seen at least `min_category_count` times with each value
 /// of the earlier column that was itself seen that often, as a bit mask. Generated rows keep
-/// it, as single values keep to what was seen: port 443 gets the protocols it had in training.
+/// it, as single values keep to what was seen: UDP gets the flag strings UDP had in training.
+/// (Categories are drawn before ports, see `schema::modelling_order`; a port column that precedes
+/// a category is one modelled as a category itself.)
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PairMask {
     pub given_slot: usize,

@@ -134,6 +134,19 @@ pub fn plan_columns(
     Ok(plans)
 }
 
+/// The order in which the model draws a row's columns: the order column, then the categories
+/// (protocol, flags), then the rest as in the table. What kind of flow a row is decides its
+/// ports, addresses and sizes more than the other way round: a GRE or ESP flow is drawn as such
+/// and gets ports that fit, instead of needing ports that happen to fit it first.
+pub fn modelling_order(mut plans: Vec<ColumnPlan>) -> Vec<ColumnPlan> {
+    plans.sort_by_key(|p| match p.kind {
+        Kind::Order => 0,
+        Kind::Category => 1,
+        _ => 2,
+    });
+    plans
+}
+
 fn overridden(overrides: &[(String, String)], name: &str, kind: &str) -> bool {
     overrides.iter().any(|(n, k)| n == name && k == kind)
 }
@@ -242,6 +255,11 @@ mod tests {
                 ("td", Kind::Continuous)
             ]
         );
+        let drawn: Vec<_> = modelling_order(plans)
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(drawn, ["te", "pr", "sa", "dp", "pkt", "td"]);
     }
 
     #[test]
