@@ -1214,7 +1214,9 @@ impl CpuSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::fixtures::{categorical, numeric, order, small_config};
+    use crate::model::spec::fixtures::{
+        assert_own_values_kept, categorical, numeric, order, small_config,
+    };
     use crate::model::{AttributeSpec, ModelConfig};
     use tch::Device;
 
@@ -1453,16 +1455,7 @@ mod tests {
                 }
             }
         }
-        for (s, values) in own.iter().enumerate() {
-            assert!(values.len() > 5, "stream {s}: {} own rows", values.len());
-            assert!(
-                values.iter().all(|v| v == &values[0]),
-                "stream {s}: {values:?}"
-            );
-        }
-        others.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        others.dedup();
-        assert!(others.len() > 5, "{others:?}");
+        assert_own_values_kept(&own, others);
     }
 
     #[test]

@@ -281,7 +281,7 @@ fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::fixtures::{categorical, order, small_config};
+    use crate::model::spec::fixtures::{assert_own_values_kept, categorical, order, small_config};
     use tch::Device;
 
     /// The libtorch sampler (the GPU path, run here on the CPU) samples a row per live stream
@@ -328,15 +328,6 @@ mod tests {
                 }
             }
         }
-        for (s, values) in own.iter().enumerate() {
-            assert!(values.len() > 5, "stream {s}: {} own rows", values.len());
-            assert!(
-                values.iter().all(|v| v == &values[0]),
-                "stream {s}: {values:?}"
-            );
-        }
-        others.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        others.dedup();
-        assert!(others.len() > 5, "{others:?}");
+        assert_own_values_kept(&own, others);
     }
 }

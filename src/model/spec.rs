@@ -191,6 +191,21 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// Per stream, the own values it flagged (`own`), and every unflagged value (`others`): each
+    /// stream flagged often and always the same value, while unflagged values vary.
+    pub fn assert_own_values_kept(own: &[Vec<Vec<f32>>], mut others: Vec<Vec<f32>>) {
+        for (s, values) in own.iter().enumerate() {
+            assert!(values.len() > 5, "stream {s}: {} own rows", values.len());
+            assert!(
+                values.iter().all(|v| v == &values[0]),
+                "stream {s}: {values:?}"
+            );
+        }
+        others.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        others.dedup();
+        assert!(others.len() > 5, "{others:?}");
+    }
+
     /// A network over `attributes` with a `window`-row window and distinct small widths (so a
     /// transposed weight shows up as a wrong result, not a coincidence).
     pub fn small_config(attributes: Vec<AttributeSpec>, window: usize) -> ModelConfig {

@@ -231,8 +231,8 @@ fn generated_streams_follow_their_training_streams() {
 }
 
 /// Streams keyed by a host keep one address each: the host's address is flagged as the stream's
-/// own in training, and a generated stream draws it once, then keeps it (its octets are not
-/// drawn afresh every row, which scattered one stream's flows over made-up hosts).
+/// own in training, and generated stream s keeps the address of training stream s mod n (its
+/// octets are not drawn afresh every row, which scattered one stream's flows over made-up hosts).
 #[test]
 fn each_generated_stream_keeps_one_address() {
     let mut c = fresh_db("own_addresses");
