@@ -7,9 +7,10 @@ bash "$ROOT/scripts/setup.sh"
 # Again: the set-up may just have created the venv that LIBTORCH points into.
 source "$ROOT/scripts/env.sh"
 DB=${STAN_DEMO_DB:-stan_demo}
-if ! stan_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
-  stan_psql -d postgres -qc "CREATE DATABASE $DB"
-fi
+# The demo's own database, made afresh each run: the extension has no upgrade scripts yet (it stays
+# version 0.1.0), so a database created by an older build would keep that build's catalog.
+stan_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+stan_psql -d postgres -qc "CREATE DATABASE $DB"
 echo "== training on simulated flows (database $DB)"
 stan_psql -d "$DB" -q <<'SQL'
 SET client_min_messages = warning;
