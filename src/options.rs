@@ -182,6 +182,11 @@ fn number(key: &str, v: &Value, ok: impl Fn(f64) -> bool, what: &str) -> Result<
     }
 }
 
+fn boolean(key: &str, v: &Value) -> Result<bool> {
+    v.as_bool()
+        .ok_or_else(|| Error::option(key, format!("{v} is not true or false")))
+}
+
 impl TrainOptions {
     pub fn parse(json: &Value) -> Result<TrainOptions> {
         let mut o = TrainOptions::default();
@@ -220,11 +225,7 @@ impl TrainOptions {
                         _ => return Err(Error::option(k, format!("{v} is not \"A\" or \"B\""))),
                     }
                 }
-                "cnn_per_attribute" => {
-                    o.cnn_per_attribute = v
-                        .as_bool()
-                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
-                }
+                "cnn_per_attribute" => o.cnn_per_attribute = boolean(k, v)?,
                 "min_category_count" => o.min_category_count = int(k, v, 1, 1_000_000)?,
                 "validation_fraction" => {
                     o.validation_fraction =
@@ -232,16 +233,8 @@ impl TrainOptions {
                 }
                 "patience" => o.patience = int(k, v, 1, 1000)?,
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
-                "exact_high_ports" => {
-                    o.exact_high_ports = v
-                        .as_bool()
-                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
-                }
-                "stream_addresses" => {
-                    o.stream_addresses = v
-                        .as_bool()
-                        .ok_or_else(|| Error::option(k, format!("{v} is not true or false")))?
-                }
+                "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
+                "stream_addresses" => o.stream_addresses = boolean(k, v)?,
                 "max_rows" => {
                     o.max_rows = int(k, v, 0, 10_000_000_000)? as u64;
                     if o.max_rows != 0 && o.max_rows < 100 {

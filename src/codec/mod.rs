@@ -184,7 +184,8 @@ pub struct TableCodec {
     pub stream_addresses: Vec<u32>,
 }
 
-/// Streams beyond this many keep no list of their addresses (the codec stays small).
+/// Streams beyond this many keep no list of their addresses (the codec stays small); the same
+/// bound as the streams one generation runs (`pipeline::MAX_STREAMS`).
 pub const MAX_KEPT_ADDRESSES: usize = 100_000;
 
 /// For a category column with at most 64 classes (`slot`) and an earlier port or category
@@ -745,15 +746,19 @@ fn own_addresses(
     for (i, &start) in stream_starts.iter().enumerate() {
         let end = stream_starts.get(i + 1).copied().unwrap_or(order.len());
         counts.clear();
+        let address = |v: &ColumnValues, r: usize| v.as_f64(r).map(|a| a as u32);
         for &r in &order[start..end] {
-            let mut row: Vec<u32> = address_columns
-                .iter()
-                .filter_map(|v| v.as_f64(r).map(|a| a as u32))
-                .collect();
-            row.sort_unstable();
-            row.dedup();
-            for a in row {
-                *counts.entry(a).or_default() += 1;
+            for (i, column) in address_columns.iter().enumerate() {
+                let Some(a) = address(column, r) else {
+                    continue;
+                };
+                // An address in two columns of one row (a flow to itself) counts once.
+                if address_columns[..i]
+                    .iter()
+                    .all(|c| address(c, r) != Some(a))
+                {
+                    *counts.entry(a).or_default() += 1;
+                }
             }
         }
         // The most rows; the lowest address among ties, so the choice is deterministic.

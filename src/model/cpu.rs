@@ -948,7 +948,7 @@ struct LaneState {
     rng: ChaCha8Rng,
     /// Seconds since the generation's start.
     clock: f64,
-    /// The stream's own value (its address's octets) once drawn; empty before.
+    /// The stream's own value (its address's octets), given or once drawn; empty before.
     own: Vec<f32>,
 }
 
@@ -1064,10 +1064,10 @@ impl Policy for Sampling<'_> {
                 row[attr.first_slot..attr.first_slot + attr.slots].fill(0.0);
             }
             self.null_value[r] = false;
-            // The first own value a stream draws is its own from then on.
-            let own = &mut self.lanes[r].own;
-            if attr.own_value && row[attr.first_slot] >= 0.5 && own.is_empty() {
-                own.extend_from_slice(&row[attr.first_slot + 1..attr.first_slot + attr.slots]);
+            // A stream given no own value keeps the first it draws.
+            if attr.own_value && row[attr.first_slot] >= 0.5 && self.lanes[r].own.is_empty() {
+                let value = &row[attr.first_slot + 1..attr.first_slot + attr.slots];
+                self.lanes[r].own.extend_from_slice(value);
             }
         }
         if a == 0 {

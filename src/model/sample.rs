@@ -169,9 +169,9 @@ impl Sampler {
                                 let probs = &p[r * classes..(r + 1) * classes];
                                 let c = pick(probs, Some(row_allowed), &mut self.rng);
                                 current[r * width + slot] = c as f32;
-                                // A stream's own value, once drawn, is kept.
-                                let flagged = current[r * width + offsets[a]] >= 0.5;
-                                if attr.own_value && h > 0 && flagged {
+                                // A stream's own value, once given or drawn, is kept.
+                                if attr.own_value && h > 0 && current[r * width + offsets[a]] >= 0.5
+                                {
                                     if let Some(&kept) = self.own[r].get(h - 1) {
                                         current[r * width + slot] = kept;
                                     }

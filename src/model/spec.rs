@@ -20,9 +20,9 @@ pub struct AttributeSpec {
     pub heads: Vec<HeadSpec>,
     /// Input-only features that follow the heads' slots (time of day for the order column).
     pub extra_inputs: usize,
-    /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream draws
-    /// its own value the first time, then keeps it (a host keeps its address). All such
-    /// attributes of a row share the one value per stream.
+    /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream keeps
+    /// one own value (a host keeps its address): the one it is given (its training stream's,
+    /// from the codec) or else the first it draws. All such attributes share that one value.
     #[serde(default)]
     pub own_value: bool,
 }
