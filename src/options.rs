@@ -52,6 +52,11 @@ pub struct TrainOptions {
     /// models stored before the option existed.
     #[serde(default)]
     pub stream_addresses: bool,
+    /// A category column (the protocol) whose rare values' rows training draws more often (see
+    /// `model::train::row_emphasis`), so the model learns what such rows look like; the shares
+    /// it generates stay the training ones. None: every row alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_by: Option<String>,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -91,6 +96,7 @@ impl Default for TrainOptions {
             lr_schedule: LrSchedule::Cosine,
             stream_embedding: 8,
             stream_addresses: true,
+            balance_by: None,
         }
     }
 }
@@ -155,6 +161,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
     ("exact_high_ports", "true or false"),
     ("stream_addresses", "true or false"),
+    (
+        "balance_by",
+        "a category column whose rare values' rows train more often, or null",
+    ),
     ("lr_schedule", "\"cosine\" or \"plateau\""),
 ];
 
@@ -235,6 +245,18 @@ impl TrainOptions {
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
                 "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
                 "stream_addresses" => o.stream_addresses = boolean(k, v)?,
+                "balance_by" => {
+                    o.balance_by = match v {
+                        Value::Null => None,
+                        Value::String(column) => Some(column.clone()),
+                        _ => {
+                            return Err(Error::option(
+                                k,
+                                format!("{v} is not a column name (a JSON string) or null"),
+                            ))
+                        }
+                    }
+                }
                 "max_rows" => {
                     o.max_rows = int(k, v, 0, 10_000_000_000)? as u64;
                     if o.max_rows != 0 && o.max_rows < 100 {

@@ -420,6 +420,34 @@ impl TableCodec {
         attrs
     }
 
+    /// Position in `attributes()` of category column `column`'s value (its single softmax head
+    /// holds the value's class); an option error naming `option` when it is not one.
+    pub fn category_attribute(&self, column: &str, option: &str) -> Result<usize> {
+        let mut at = 0;
+        let mut categories = Vec::new();
+        for col in self.columns.iter().filter(|c| c.codec != Codec::Skip) {
+            at += usize::from(col.nullable);
+            if matches!(col.codec, Codec::Category { .. }) {
+                if col.name == column {
+                    return Ok(at);
+                }
+                categories.push(format!("\"{}\"", col.name));
+            }
+            at += 1;
+        }
+        Err(Error::option(
+            option,
+            format!(
+                "\"{column}\" is not a category column of the table; its category columns: {}",
+                if categories.is_empty() {
+                    "none".to_string()
+                } else {
+                    categories.join(", ")
+                }
+            ),
+        ))
+    }
+
     /// The own value (an address's octets, as slots) generated stream `stream` keeps from the
     /// start; empty when it draws its own.
     pub fn kept_value(&self, stream: usize) -> Vec<f32> {

@@ -45,6 +45,8 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("column dropped after training", "ALTER TABLE flows DROP COLUMN flg", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'flows')", "42804", "flg"),
     ("column retyped after training", "ALTER TABLE flows ALTER COLUMN pkt TYPE int", "SELECT * FROM stan_generate(NULL::flows, '1 hour')", "42804", "pkt"),
     ("drop of an unknown model", "", "SELECT stan_drop('nope')", "42704", "\"nope\""),
+    ("balance_by naming a non-category column", "", "SELECT stan_train('flows', options => '{\"balance_by\": \"pkt\"}')", "22023", "\"pkt\" is not a category column"),
+    ("balance_by not a name", "", "SELECT stan_train('flows', options => '{\"balance_by\": 3}')", "22023", "\"balance_by\""),
     ("max_rows too small", "", "SELECT stan_train('flows', options => '{\"max_rows\": 10}')", "22023", "\"max_rows\""),
     ("grant on an unknown model", "", "SELECT stan_grant('nope', current_user::regrole)", "42704", "\"nope\""),
     ("grant to a role that does not exist", "", "SELECT stan_grant('flows', 'no_such_role')", "42704", "no_such_role"),
