@@ -197,6 +197,18 @@ impl StanNet {
         Tensor::cat(&parts, 1)
     }
 
+    /// Gives each of `streams` the identity learned for `source` (see `train::SPARSE_STREAM_ROWS`).
+    pub fn copy_identity(&self, source: usize, streams: &[usize]) {
+        if let Some(identities) = &self.identities {
+            tch::no_grad(|| {
+                let learned = identities.ws.get(source as i64);
+                for &s in streams {
+                    identities.ws.get(s as i64).copy_(&learned);
+                }
+            });
+        }
+    }
+
     /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) and each window's
     /// training stream [B] (int64, below `config.streams`) → one context [B, hidden + features + identity] per window
     /// CNN: the CNN's summary of the window, then the most recent row's features as they are,

@@ -15,6 +15,11 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 const PLATEAU_EPOCHS: usize = 2;
 /// Share of training windows shown empty, as at a stream's start (with stream identities).
 const FRESH_START_SHARE: f64 = 0.05;
+/// Streams with fewer training rows share one identity: one of their own would get a gradient
+/// step or two per epoch and stay near its random start, and a generated stream following it
+/// behaved like some busy host (UGR'16: hosts seen once before 18:00 generated 1,600–7,000 flows
+/// after it). Shared, the identity learns from all such streams' rows that they are rare.
+pub const SPARSE_STREAM_ROWS: usize = 50;
 /// A row is drawn at most this many times as often as a row of the most common values (more
 /// would have training repeat a handful of rows until it learns them by heart).
 const MAX_EMPHASIS: f64 = 20.0;
@@ -83,6 +88,24 @@ struct Windows {
     importance: Option<(Tensor, Tensor)>,
 }
 
+/// The streams (positions in `stream_starts`) with fewer than `SPARSE_STREAM_ROWS` rows, when
+/// there are at least two of them.
+pub fn sparse_streams(stream_starts: &[usize], rows: usize) -> Vec<usize> {
+    let ends = stream_starts.iter().skip(1).copied().chain([rows]);
+    let sparse: Vec<usize> = stream_starts
+        .iter()
+        .zip(ends)
+        .enumerate()
+        .filter(|(_, (start, end))| end - *start < SPARSE_STREAM_ROWS)
+        .map(|(i, _)| i)
+        .collect();
+    if sparse.len() >= 2 {
+        sparse
+    } else {
+        vec![]
+    }
+}
+
 /// How many times as often as the most common rows training draws each row: share^-power of the
 /// row's rarest value among the category attributes, at most `MAX_EMPHASIS`. None when all rows
 /// weigh the same.
@@ -145,8 +168,15 @@ fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: De
     let mut starts = data.stream_starts.clone();
     starts.push(rows);
     let mut stream = vec![0i64; rows];
+    let sparse = sparse_streams(&data.stream_starts, rows);
+    let mut shares_identity = vec![false; data.stream_starts.len()];
+    for &i in &sparse {
+        shares_identity[i] = true;
+    }
     for (i, s) in starts.windows(2).enumerate() {
-        stream[s[0]..s[1]].fill(i as i64);
+        // Sparse streams train the first sparse stream's identity (see `SPARSE_STREAM_ROWS`).
+        let identity = if shares_identity[i] { sparse[0] } else { i };
+        stream[s[0]..s[1]].fill(identity as i64);
         for p in s[0]..s[1] {
             for w in 0..k {
                 // Window slot w holds row p - k + w (oldest first), if it is in the same stream.
@@ -337,6 +367,9 @@ pub fn train(
     if let Some(weights) = best_weights {
         restore(&net.vs, &weights);
     }
+    if let Some((&shared, others)) = sparse_streams(&data.stream_starts, data.rows).split_first() {
+        net.copy_identity(shared, others);
+    }
     Ok(TrainSummary {
         epochs_run: history.len(),
         best_epoch: best.1,
@@ -386,6 +419,15 @@ mod tests {
             rows: kinds.len(),
         };
         (config, data)
+    }
+
+    #[test]
+    fn streams_with_few_rows_are_sparse_when_there_are_several() {
+        // Streams of 100, 3, 49, 50 and 1 rows.
+        let starts = [0, 100, 103, 152, 202];
+        assert_eq!(sparse_streams(&starts, 203), vec![1, 2, 4]);
+        // One sparse stream has nobody to share with: it keeps its own identity.
+        assert!(sparse_streams(&[0, 100], 103).is_empty());
     }
 
     #[test]
