@@ -161,16 +161,24 @@ fn emphasised_epoch(train_rows: &[i64], copies: &[f64], rng: &mut impl Rng) -> V
     rows
 }
 
-fn windows(data: &EncodedTable, width: usize, attrs: usize, k: usize, device: Device) -> Windows {
+/// The training windows; `sparse` streams (see `sparse_streams`) all train the first one's
+/// identity.
+fn windows(
+    data: &EncodedTable,
+    sparse: &[usize],
+    width: usize,
+    attrs: usize,
+    k: usize,
+    device: Device,
+) -> Windows {
     let rows = data.rows;
     let mut index = vec![rows as i64; rows * k];
     let mut valid = vec![0f32; rows * k];
     let mut starts = data.stream_starts.clone();
     starts.push(rows);
     let mut stream = vec![0i64; rows];
-    let sparse = sparse_streams(&data.stream_starts, rows);
     let mut shares_identity = vec![false; data.stream_starts.len()];
-    for &i in &sparse {
+    for &i in sparse {
         shares_identity[i] = true;
     }
     for (i, s) in starts.windows(2).enumerate() {
@@ -247,7 +255,8 @@ pub fn train(
     let device = net.device();
     let width = net.config.slot_width();
     let attrs = net.config.attributes.len();
-    let mut w = windows(data, width, attrs, net.config.window, device);
+    let sparse = sparse_streams(&data.stream_starts, data.rows);
+    let mut w = windows(data, &sparse, width, attrs, net.config.window, device);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.seed);
     let mut all: Vec<i64> = (0..data.rows as i64).collect();
@@ -263,7 +272,8 @@ pub fn train(
         BALANCE_POWER,
     );
     // Per training row, how many times an epoch draws it on average.
-    let copies: Option<Vec<f64>> = emphasis.as_ref().map(|e| {
+    let mut copies: Option<Vec<f64>> = None;
+    if let Some(e) = &emphasis {
         let mean = train_rows.iter().map(|&r| e[r as usize]).sum::<f64>() / train_rows.len() as f64;
         let weights: Vec<f32> = e.iter().map(|&x| (mean / x) as f32).collect();
         let last = settings
@@ -277,8 +287,8 @@ pub fn train(
             Tensor::from_slice(&weights).to(device),
             Tensor::from_slice(&applies).to(device),
         ));
-        train_rows.iter().map(|&r| e[r as usize] / mean).collect()
-    });
+        copies = Some(train_rows.iter().map(|&r| e[r as usize] / mean).collect());
+    }
 
     let mut learning_rate = settings.learning_rate;
     let mut opt = nn::Adam::default().build(&net.vs, learning_rate)?;
@@ -291,11 +301,15 @@ pub fn train(
     let mut batches_done = 0usize;
     for epoch in 1..=settings.epochs {
         let epoch_start = Instant::now();
-        let epoch_rows = match &copies {
-            Some(copies) => emphasised_epoch(&train_rows, copies, &mut rng),
+        let emphasised;
+        let epoch_rows: &[i64] = match &copies {
+            Some(copies) => {
+                emphasised = emphasised_epoch(&train_rows, copies, &mut rng);
+                &emphasised
+            }
             None => {
                 train_rows.shuffle(&mut rng);
-                train_rows.clone()
+                &train_rows
             }
         };
         let (mut sum, mut batches) = (0.0, 0usize);
@@ -367,7 +381,7 @@ pub fn train(
     if let Some(weights) = best_weights {
         restore(&net.vs, &weights);
     }
-    if let Some((&shared, others)) = sparse_streams(&data.stream_starts, data.rows).split_first() {
+    if let Some((&shared, others)) = sparse.split_first() {
         net.copy_identity(shared, others);
     }
     Ok(TrainSummary {
