@@ -387,8 +387,15 @@ mod tests {
                 })
                 .collect();
             let expected = Tensor::stack(&expected, 1);
-            let diff = (&got - &expected).abs().max().double_value(&[]);
-            assert!(diff < 1e-5, "losses differ by {diff}: {got} vs {expected}");
+            // Relative to the loss: float32 sums of a loss near 26 differ in the 6th digit.
+            // (libtorch's random state is shared with parallel tests, so the inputs vary.)
+            let diff = ((&got - &expected).abs() / (expected.abs() + 1.0))
+                .max()
+                .double_value(&[]);
+            assert!(
+                diff < 1e-5,
+                "losses differ by {diff} (relative): {got} vs {expected}"
+            );
         });
     }
 }
