@@ -8,7 +8,7 @@
 use stan_core::codec::ColumnValues;
 use stan_core::model::train::Progress;
 use stan_core::options::TrainOptions;
-use stan_core::pipeline::{train_model, Generator};
+use stan_core::pipeline::{train_model, Generator, DEFAULT_WARMUP_SECONDS};
 use stan_core::schema::{modelling_order, plan_columns, ColumnInfo};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -106,6 +106,7 @@ fn main() {
         trained.streams,
         1,
         None,
+        DEFAULT_WARMUP_SECONDS,
     )
     .unwrap();
     let mut rows = Vec::new();

@@ -25,7 +25,8 @@ CREATE FUNCTION stan_generate(
     model text DEFAULT NULL,
     seed bigint DEFAULT NULL,
     start timestamptz DEFAULT NULL,
-    streams integer DEFAULT NULL
+    streams integer DEFAULT NULL,
+    warmup interval DEFAULT NULL
 ) RETURNS SETOF anyelement
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -33,9 +34,10 @@ AS $$
     SELECT pg_catalog.jsonb_populate_record(rowtype, r)
       FROM stan.generate_rows(pg_catalog.pg_typeof(rowtype)::oid,
                               EXTRACT(epoch FROM span)::pg_catalog.float8, model, seed,
-                              EXTRACT(epoch FROM start)::pg_catalog.float8, streams) AS r
+                              EXTRACT(epoch FROM start)::pg_catalog.float8, streams,
+                              EXTRACT(epoch FROM warmup)::pg_catalog.float8) AS r
 $$;
-COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer) IS
+COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer, interval) IS
     'Synthetic rows of the given row type covering span of generated time';
 
 CREATE FUNCTION stan_drop(model text) RETURNS bigint

@@ -68,6 +68,7 @@ pub fn train_model(
         } else {
             0
         },
+        stream_rate: identities > 0,
     };
     tch::manual_seed(options.seed as i64);
     let mut net = StanNet::new(config.clone(), device);
@@ -104,6 +105,8 @@ pub struct Generator {
     codec: TableCodec,
     rng: ChaCha8Rng,
     pending: VecDeque<Vec<Option<String>>>,
+    /// Rows before this time (epoch seconds) belong to the warm-up and are not returned.
+    start: f64,
 }
 
 /// libtorch on a GPU; plain arrays and SIMD kernels on the CPU (see `model::cpu`).
@@ -115,6 +118,9 @@ enum Engine {
 /// Spans beyond this are refused: they would run for days.
 pub const MAX_SPAN_SECONDS: f64 = 366.0 * 86_400.0;
 pub const MAX_STREAMS: usize = 100_000;
+/// Generation runs this long before `start` by default, its rows thrown away, so that `start`
+/// finds every stream in its usual rhythm instead of at a stream's first rows (see `warmup`).
+pub const DEFAULT_WARMUP_SECONDS: f64 = 3600.0;
 
 impl Generator {
     #[allow(clippy::too_many_arguments)]
@@ -127,11 +133,18 @@ impl Generator {
         streams: usize,
         seed: u64,
         start: Option<f64>,
+        warmup_seconds: f64,
     ) -> Result<Generator> {
         if !(span_seconds > 0.0 && span_seconds <= MAX_SPAN_SECONDS) {
             return Err(Error::option(
                 "span",
                 format!("{span_seconds} s is not in (0, 366 days]"),
+            ));
+        }
+        if !(0.0..=MAX_SPAN_SECONDS).contains(&warmup_seconds) {
+            return Err(Error::option(
+                "warmup",
+                format!("{warmup_seconds} s is not in [0, 366 days]"),
             ));
         }
         if streams == 0 || streams > MAX_STREAMS {
@@ -149,6 +162,10 @@ impl Generator {
         let (_, data_start, _) = codec.gap_scale();
         let gap_codec = codec.clone();
         let start = start.unwrap_or(data_start);
+        // Every stream starts from an empty window `warmup_seconds` before `start` (paper
+        // Algorithm 2 when 0); a window that empty is a stream's first rows, which in training
+        // come in bursts, so without a warm-up every stream would begin with one at `start`.
+        let (run_start, run_span) = (start - warmup_seconds, span_seconds + warmup_seconds);
         let gap = Box::new(move |z| gap_codec.gap_seconds(z));
         let engine = if device == Device::Cpu {
             let cpu = CpuNet::from_net(&net, &codec.pairs)?;
@@ -156,15 +173,15 @@ impl Generator {
             // thousands of streams) each step recomputes them instead.
             let keep = streams.saturating_mul(cpu.activation_bytes()) <= 256 << 20;
             let lanes = (0..streams)
-                .map(|s| {
-                    Lane::new(&cpu, s, 0.0, span_seconds, seed, keep).keeping(codec.kept_value(s))
-                })
+                .map(|s| Lane::new(&cpu, s, 0.0, run_span, seed, keep).keeping(codec.kept_value(s)))
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
-            Engine::Cpu(Box::new(CpuSampler::new(cpu, lanes, threads, start, gap)))
+            Engine::Cpu(Box::new(CpuSampler::new(
+                cpu, lanes, threads, run_start, gap,
+            )))
         } else {
             Engine::Torch(Box::new(
-                Sampler::new(net, streams, start, span_seconds, seed, gap, &codec.pairs)
+                Sampler::new(net, streams, run_start, run_span, seed, gap, &codec.pairs)
                     .keeping(|s| codec.kept_value(s)),
             ))
         };
@@ -173,6 +190,7 @@ impl Generator {
             codec,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
             pending: VecDeque::new(),
+            start,
         })
     }
 
@@ -185,7 +203,7 @@ impl Generator {
                 Engine::Cpu(sampler) if !sampler.finished() => sampler.step(),
                 _ => return Ok(None),
             };
-            for row in rows {
+            for row in rows.into_iter().filter(|r| r.epoch >= self.start) {
                 let values = self.codec.decode_row(&row.slots, row.epoch, &mut self.rng);
                 self.pending.push_back(values);
             }
@@ -251,6 +269,7 @@ mod tests {
             1,
             5,
             None,
+            0.0,
         )
         .unwrap();
         let (mut total, mut rare_rows, mut rare_x) = (0usize, 0usize, 0.0);
@@ -298,13 +317,100 @@ mod tests {
         })
         .unwrap();
         assert_eq!(trained.config.streams, 4);
+        let dim = trained.config.stream_dim;
         let net = store::load(trained.config, &trained.weights, Device::Cpu).unwrap();
         let identities = &net.vs.variables()["stream.weight"];
         let row = |s: i64| Vec::<f32>::try_from(identities.get(s)).unwrap();
-        assert_eq!(row(2), row(3));
-        assert_ne!(row(0), row(1));
-        assert_ne!(row(0), row(2));
-        assert_ne!(row(1), row(2));
+        // The learned part, then the fixed rate feature (`ModelConfig::stream_rate`).
+        let (learned, rate) = (|s| row(s)[..dim].to_vec(), |s| row(s)[dim]);
+        assert_eq!(learned(2), learned(3));
+        assert_ne!(learned(0), learned(1));
+        assert_ne!(learned(0), learned(2));
+        assert_ne!(learned(1), learned(2));
+        // Each stream keeps its own rate, untouched by training: 400, 400, 20 and 6 rows.
+        let expected = train::stream_rates(&[0, 400, 800, 820], 826);
+        for (s, want) in expected.iter().enumerate() {
+            assert_eq!(rate(s as i64), *want, "stream {s}");
+        }
+        assert!(rate(0) > rate(2) && rate(2) > rate(3));
+    }
+
+    /// A warm-up runs the streams from `start - warmup` and keeps only the rows from `start`:
+    /// the span's rows are those of a run started that much earlier, windows carried over (up to
+    /// decoding draws, such as a port inside its bin, which this table has none of).
+    #[test]
+    fn warmup_rows_are_generated_but_not_returned() {
+        let keys: Vec<u64> = (0..600).map(|r| r % 3).collect();
+        let times = (0..600).map(|r| Some(1.46e9 + (r * 20) as f64)).collect();
+        let x = (0..600).map(|r| Some((r % 7) as f64)).collect();
+        let plans = [
+            plan("t", ReadAs::Epoch, Kind::Order),
+            plan("x", ReadAs::Float, Kind::Continuous),
+        ];
+        let options = TrainOptions {
+            epochs: 2,
+            seed: 1,
+            ..TrainOptions::default()
+        };
+        let values = [ColumnValues::Float(times), ColumnValues::Float(x)];
+        let trained = train_model(&plans, &values, &keys, &options, Device::Cpu, &mut |_| {
+            Ok(())
+        })
+        .unwrap();
+        let start = 1.5e9;
+        let rows = |from: f64, span: f64, warmup: f64| {
+            let mut generator = Generator::new(
+                trained.codec.clone(),
+                trained.config.clone(),
+                &trained.weights,
+                Device::Cpu,
+                span,
+                3,
+                9,
+                Some(from),
+                warmup,
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            while let Some(row) = generator.next_row().unwrap() {
+                out.push(row);
+            }
+            out
+        };
+        let epoch = |row: &[Option<String>]| {
+            chrono::NaiveDateTime::parse_from_str(
+                row[0].as_deref().unwrap(),
+                "%Y-%m-%d %H:%M:%S%.f",
+            )
+            .unwrap()
+            .and_utc()
+            .timestamp() as f64
+        };
+        let warm = rows(start, 1800.0, 3600.0);
+        assert!(!warm.is_empty());
+        assert!(warm
+            .iter()
+            .all(|r| (start..=start + 1800.0).contains(&epoch(r))));
+        let longer: Vec<_> = rows(start - 3600.0, 5400.0, 0.0)
+            .into_iter()
+            .filter(|r| epoch(r) >= start)
+            .collect();
+        assert_eq!(warm, longer);
+        assert_ne!(warm, rows(start, 1800.0, 0.0));
+        assert!(matches!(
+            Generator::new(
+                trained.codec.clone(),
+                trained.config.clone(),
+                &trained.weights,
+                Device::Cpu,
+                1800.0,
+                3,
+                9,
+                None,
+                -1.0,
+            ),
+            Err(Error::InvalidOption { .. })
+        ));
     }
 
     /// Rare rows drawn more often in training (`balance_by`) are generated at their own share,

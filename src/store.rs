@@ -135,6 +135,7 @@ mod tests {
             cnn_per_attribute: false,
             streams: 0,
             stream_dim: 0,
+            stream_rate: false,
         }
     }
 

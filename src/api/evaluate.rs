@@ -120,7 +120,7 @@ fn generate_sample(
             &format!(
                 "INSERT INTO {temp}
                  SELECT (pg_catalog.jsonb_populate_record(NULL::{type_name}, r)).*
-                   FROM stan.generate_rows($1, $2, $3, $4, $5, $6) AS r"
+                   FROM stan.generate_rows($1, $2, $3, $4, $5, $6, NULL) AS r"
             ),
             &[
                 rowtype.into(),

@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use stan_core::codec::TableCodec;
 use stan_core::model::ModelConfig;
-use stan_core::pipeline::Generator;
+use stan_core::pipeline::{Generator, DEFAULT_WARMUP_SECONDS};
 
 pub(crate) struct StoredModel {
     pub name: String,
@@ -172,6 +172,7 @@ mod stan {
         seed: Option<i64>,
         start_epoch: Option<f64>,
         streams: Option<i32>,
+        warmup_seconds: Option<f64>,
     ) -> SetOfIterator<'static, JsonB> {
         let stored = load_model(model.as_deref(), rowtype);
         check_row_type(rowtype, &stored);
@@ -205,6 +206,7 @@ mod stan {
             streams,
             seed,
             start_epoch,
+            warmup_seconds.unwrap_or(DEFAULT_WARMUP_SECONDS),
         )
         .map_err(|e| match e {
             stan_core::Error::CorruptModel(m) => {

@@ -209,6 +209,18 @@ impl StanNet {
         }
     }
 
+    /// Writes each stream's fixed rate feature, the identity's last column (see
+    /// `ModelConfig::stream_rate`); `rates` has one value per training stream.
+    pub fn set_stream_rates(&self, rates: &[f32]) {
+        if let (Some(identities), true) = (&self.identities, self.config.stream_rate) {
+            let column = self.config.stream_dim as i64;
+            let values = Tensor::from_slice(rates)
+                .view([-1, 1])
+                .to(identities.ws.device());
+            tch::no_grad(|| identities.ws.narrow(1, column, 1).copy_(&values));
+        }
+    }
+
     /// Window slots [B, k, slots] with validity [B, k] (0 for zero padding) and each window's
     /// training stream [B] (int64, below `config.streams`) → one context [B, hidden + features + identity] per window
     /// CNN: the CNN's summary of the window, then the most recent row's features as they are,

@@ -66,6 +66,11 @@ pub struct ModelConfig {
     pub streams: usize,
     #[serde(default)]
     pub stream_dim: usize,
+    /// The identity ends with one fixed, untrained feature: the stream's training rows, as a
+    /// z-score of log(rows) over the streams (`train::stream_rates`). Learned identities drift
+    /// towards the average stream; this one says outright how busy the stream is.
+    #[serde(default)]
+    pub stream_rate: bool,
 }
 
 /// Generated stream `s` follows training stream `s mod streams`.
@@ -82,7 +87,7 @@ impl ModelConfig {
     /// Width of a stream's identity in the heads' input (0 without identities).
     pub fn identity_width(&self) -> usize {
         if self.streams > 0 {
-            self.stream_dim
+            self.stream_dim + usize::from(self.stream_rate)
         } else {
             0
         }
@@ -221,6 +226,7 @@ pub(crate) mod fixtures {
             cnn_per_attribute: false,
             streams: 0,
             stream_dim: 0,
+            stream_rate: false,
         }
     }
 }

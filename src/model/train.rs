@@ -106,6 +106,29 @@ pub fn sparse_streams(stream_starts: &[usize], rows: usize) -> Vec<usize> {
     }
 }
 
+/// Per stream, its number of rows as a z-score of log(rows) over the streams: the identity's
+/// fixed rate feature (`ModelConfig::stream_rate`).
+pub fn stream_rates(stream_starts: &[usize], rows: usize) -> Vec<f32> {
+    let ends = stream_starts.iter().skip(1).copied().chain([rows]);
+    let logs: Vec<f64> = stream_starts
+        .iter()
+        .zip(ends)
+        .map(|(start, end)| ((end - start).max(1) as f64).ln())
+        .collect();
+    let n = logs.len().max(1) as f64;
+    let mean = logs.iter().sum::<f64>() / n;
+    let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / n).sqrt();
+    logs.iter()
+        .map(|l| {
+            if sd > 0.0 {
+                ((l - mean) / sd) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// How many times as often as the most common rows training draws each row: share^-power of the
 /// row's rarest value among the category attributes, at most `MAX_EMPHASIS`. None when all rows
 /// weigh the same.
@@ -257,6 +280,14 @@ pub fn train(
     let attrs = net.config.attributes.len();
     let sparse = sparse_streams(&data.stream_starts, data.rows);
     let mut w = windows(data, &sparse, width, attrs, net.config.window, device);
+    let rates = stream_rates(&data.stream_starts, data.rows);
+    // Sparse streams train one identity: its rate is their mean (each gets its own after).
+    let mut training_rates = rates.clone();
+    if let Some(&shared) = sparse.first() {
+        training_rates[shared] =
+            sparse.iter().map(|&s| rates[s]).sum::<f32>() / sparse.len() as f32;
+    }
+    net.set_stream_rates(&training_rates);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.seed);
     let mut all: Vec<i64> = (0..data.rows as i64).collect();
@@ -330,6 +361,8 @@ pub fn train(
             let rows = Tensor::from_slice(chunk).to(device);
             let loss = w.batch(net, &rows, true);
             opt.backward_step(&loss);
+            // The rate feature is data, not a weight: undo the step's change to it.
+            net.set_stream_rates(&training_rates);
             sum += loss.double_value(&[]);
             batches += 1;
             progress(Progress::Batch)?;
@@ -384,6 +417,7 @@ pub fn train(
     if let Some((&shared, others)) = sparse.split_first() {
         net.copy_identity(shared, others);
     }
+    net.set_stream_rates(&rates);
     Ok(TrainSummary {
         epochs_run: history.len(),
         best_epoch: best.1,
@@ -433,6 +467,23 @@ mod tests {
             rows: kinds.len(),
         };
         (config, data)
+    }
+
+    #[test]
+    fn stream_rates_are_z_scores_of_log_rows() {
+        let rates = stream_rates(&[0, 10, 110, 1110], 11110);
+        let mean = rates.iter().sum::<f32>() / 4.0;
+        let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "{rates:?}");
+        // Ten times the rows is the same step in log(rows) at every scale.
+        let steps: Vec<f32> = rates.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            steps
+                .iter()
+                .all(|d| (d - steps[0]).abs() < 1e-5 && *d > 0.0),
+            "{rates:?}"
+        );
+        assert_eq!(stream_rates(&[0, 5, 10], 15), vec![0.0; 3]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("span negative", "", "SELECT * FROM stan_generate(NULL::flows, '-1 hour')", "22023", "span"),
     ("span absurdly large", "", "SELECT * FROM stan_generate(NULL::flows, '1000 years')", "22023", "span"),
     ("streams zero", "", "SELECT * FROM stan_generate(NULL::flows, '1 hour', streams => 0)", "22023", "streams"),
+    ("warmup negative", "", "SELECT * FROM stan_generate(NULL::flows, '1 hour', warmup => '-1 hour')", "22023", "warmup"),
     ("unknown model", "", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'nope')", "42704", "\"nope\""),
     ("no model for the row type", "CREATE TABLE t (LIKE flows)", "SELECT * FROM stan_generate(NULL::t, '1 hour')", "42704", "t;"),
     ("not a row type", "", "SELECT * FROM stan_generate(NULL::int, '1 hour', model => 'flows')", "42804", "row type"),

@@ -174,6 +174,21 @@ fn the_same_seed_gives_the_same_rows() {
         .unwrap();
     assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
     let one = row.get::<_, i64>(2);
+    // The default warm-up hour runs before `start` and none of its rows come out; without it
+    // (the paper's cold start) the streams begin elsewhere, so the rows differ.
+    let cold = "SELECT min(te) >= '2030-01-01', string_agg(te::text || byt, ',' ORDER BY te, byt)
+                  FROM stan_generate(NULL::flows, '2 hours', seed => 1, start => '2030-01-01 00:00+00',
+                                     warmup => '0')";
+    let warm = cold.replace("warmup => '0'", "warmup => '1 hour'");
+    let default = cold.replace("warmup => '0'", "warmup => NULL");
+    let (cold, warm, default) = (
+        c.query_one(cold, &[]).unwrap(),
+        c.query_one(&warm, &[]).unwrap(),
+        c.query_one(&default, &[]).unwrap(),
+    );
+    assert!(cold.get::<_, bool>(0));
+    assert_eq!(warm.get::<_, String>(1), default.get::<_, String>(1));
+    assert_ne!(cold.get::<_, String>(1), default.get::<_, String>(1));
     let many = one_i64(
         &mut c,
         "SELECT count(*) FROM stan_generate(NULL::flows, '2 hours', seed => 1, streams => 10)",
