@@ -227,13 +227,13 @@ mod tests {
         }
     }
 
-    /// Trains on a row a second for two hours, 2 % of them "rare" with x in [5, 6), the rest
+    /// Trains on a row a second for two hours, 0.5 % of them "rare" with x in [5, 6), the rest
     /// "common" with x in [0, 1), balanced by the category, and generates two hours: (share of
     /// rare rows, their mean x).
     fn rare_rows_generated() -> (f64, f64) {
         let rows = 7200;
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let rare: Vec<bool> = (0..rows).map(|_| rng.random::<f64>() < 0.02).collect();
+        let rare: Vec<bool> = (0..rows).map(|_| rng.random::<f64>() < 0.005).collect();
         let values = vec![
             ColumnValues::Float((0..rows).map(|r| Some(1.46e9 + r as f64)).collect()),
             ColumnValues::Text(
@@ -415,13 +415,14 @@ mod tests {
 
     /// Rare rows drawn more often in training (`balance_by`) are generated at their own share,
     /// since the category head's loss is weighted back, and with their own values. (Without the
-    /// weights the share came out at 11 %; without the emphasis the rare rows' mean x ranged
-    /// from 0.9 to 5.3 over six seeds, and from 4.6 to 5.3 with it. libtorch's random state is
-    /// shared with the tests running beside this one, so the bound is loose.)
+    /// weights the share came out at 5.3 %. With a 2 % class, before only values under 1 % were
+    /// rare: without the emphasis the rare rows' mean x ranged from 0.9 to 5.3 over six seeds,
+    /// and from 4.6 to 5.3 with it. libtorch's random state is shared with the tests running
+    /// beside this one, so the bound is loose.)
     #[test]
     fn balanced_training_keeps_category_shares_and_learns_rare_rows() {
         let (share, mean_x) = rare_rows_generated();
-        assert!((0.008..=0.04).contains(&share), "rare share {share}");
+        assert!((0.002..=0.0125).contains(&share), "rare share {share}");
         assert!((3.0..=6.5).contains(&mean_x), "rare rows' mean x {mean_x}");
     }
 }
