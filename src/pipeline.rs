@@ -227,6 +227,30 @@ mod tests {
         }
     }
 
+    /// Two epochs on a time column and x = row mod 7, one stream per key.
+    fn quick_model(times: Vec<Option<f64>>, keys: &[u64]) -> TrainedModel {
+        let x = (0..keys.len()).map(|r| Some((r % 7) as f64)).collect();
+        let plans = [
+            plan("t", ReadAs::Epoch, Kind::Order),
+            plan("x", ReadAs::Float, Kind::Continuous),
+        ];
+        let options = TrainOptions {
+            epochs: 2,
+            seed: 1,
+            ..TrainOptions::default()
+        };
+        let values = [ColumnValues::Float(times), ColumnValues::Float(x)];
+        train_model(
+            &plans,
+            &values,
+            keys,
+            &options,
+            Device::Cpu,
+            &mut |_| Ok(()),
+        )
+        .unwrap()
+    }
+
     /// Trains on a row a second for two hours, 0.5 % of them "rare" with x in [5, 6), the rest
     /// "common" with x in [0, 1), balanced by the category, and generates two hours: (share of
     /// rare rows, their mean x).
@@ -301,21 +325,7 @@ mod tests {
             .iter()
             .flat_map(|&n| (0..n).map(move |r| Some(1.46e9 + (r * 3600 / n) as f64)))
             .collect();
-        let x = (0..keys.len()).map(|r| Some((r % 7) as f64)).collect();
-        let plans = [
-            plan("t", ReadAs::Epoch, Kind::Order),
-            plan("x", ReadAs::Float, Kind::Continuous),
-        ];
-        let options = TrainOptions {
-            epochs: 2,
-            seed: 1,
-            ..TrainOptions::default()
-        };
-        let values = [ColumnValues::Float(times), ColumnValues::Float(x)];
-        let trained = train_model(&plans, &values, &keys, &options, Device::Cpu, &mut |_| {
-            Ok(())
-        })
-        .unwrap();
+        let trained = quick_model(times, &keys);
         assert_eq!(trained.config.streams, 4);
         let dim = trained.config.stream_dim;
         let net = store::load(trained.config, &trained.weights, Device::Cpu).unwrap();
@@ -342,21 +352,7 @@ mod tests {
     fn warmup_rows_are_generated_but_not_returned() {
         let keys: Vec<u64> = (0..600).map(|r| r % 3).collect();
         let times = (0..600).map(|r| Some(1.46e9 + (r * 20) as f64)).collect();
-        let x = (0..600).map(|r| Some((r % 7) as f64)).collect();
-        let plans = [
-            plan("t", ReadAs::Epoch, Kind::Order),
-            plan("x", ReadAs::Float, Kind::Continuous),
-        ];
-        let options = TrainOptions {
-            epochs: 2,
-            seed: 1,
-            ..TrainOptions::default()
-        };
-        let values = [ColumnValues::Float(times), ColumnValues::Float(x)];
-        let trained = train_model(&plans, &values, &keys, &options, Device::Cpu, &mut |_| {
-            Ok(())
-        })
-        .unwrap();
+        let trained = quick_model(times, &keys);
         let start = 1.5e9;
         let rows = |from: f64, span: f64, warmup: f64| {
             let mut generator = Generator::new(

@@ -504,15 +504,18 @@ mod tests {
 
     #[test]
     fn rare_category_rows_are_drawn_more_often_up_to_a_bound() {
-        // Class 0 in 98.9 % of the rows, class 1 in 1 % (not rare), class 2 in 0.1 %.
-        let common: Vec<usize> = (0..1000)
-            .map(|r| match r % 1000 {
-                0 => 2,
-                r if r % 100 == 1 => 1,
-                _ => 0,
-            })
-            .collect();
-        let (config, data) = table(&common);
+        // Class 2 in 0.1 % of 1,000 rows, class 1 in every `every`-th row, class 0 in the rest.
+        let classes = |every: usize| -> Vec<usize> {
+            (0..1000)
+                .map(|r| match r {
+                    0 => 2,
+                    r if r % every == 1 => 1,
+                    _ => 0,
+                })
+                .collect()
+        };
+        // Class 1 in 1 %: not rare.
+        let (config, data) = table(&classes(100));
         let e = row_emphasis(&data, &config, &[1], 0.5).unwrap();
         assert_eq!((e[2], e[1]), (1.0, 1.0));
         // 0.1 % would be √1000 ≈ 31.6 times: capped.
@@ -521,13 +524,7 @@ mod tests {
         assert!(row_emphasis(&data, &config, &[], 0.5).is_none());
 
         // Class 1 in 0.4 %: rare, drawn 1 / √0.004 ≈ 15.8 times as often.
-        let kinds: Vec<usize> = (0..1000)
-            .map(|r| match r % 1000 {
-                0 => 2,
-                r if r % 250 == 1 => 1,
-                _ => 0,
-            })
-            .collect();
+        let kinds = classes(250);
         let (config, data) = table(&kinds);
         let e = row_emphasis(&data, &config, &[1], 0.5).unwrap();
         let rare = 1.0 / 0.004f64.sqrt();
