@@ -210,14 +210,16 @@ impl StanNet {
     }
 
     /// Writes each stream's fixed rate feature, the identity's last column (see
-    /// `ModelConfig::stream_rate`); `rates` has one value per training stream.
-    pub fn set_stream_rates(&self, rates: &[f32]) {
+    /// `ModelConfig::stream_rate`); `rates` is [streams] on the net's device.
+    pub fn set_stream_rates(&self, rates: &Tensor) {
         if let (Some(identities), true) = (&self.identities, self.config.stream_rate) {
             let column = self.config.stream_dim as i64;
-            let values = Tensor::from_slice(rates)
-                .view([-1, 1])
-                .to(identities.ws.device());
-            tch::no_grad(|| identities.ws.narrow(1, column, 1).copy_(&values));
+            tch::no_grad(|| {
+                identities
+                    .ws
+                    .narrow(1, column, 1)
+                    .copy_(&rates.view([-1, 1]))
+            });
         }
     }
 

@@ -93,15 +93,21 @@ struct Windows {
     importance: Option<(Tensor, Tensor)>,
 }
 
+/// Each stream's number of rows, from where the streams start among `rows` rows.
+fn stream_lengths(stream_starts: &[usize], rows: usize) -> impl Iterator<Item = usize> + '_ {
+    let ends = stream_starts.iter().skip(1).copied().chain([rows]);
+    stream_starts
+        .iter()
+        .zip(ends)
+        .map(|(start, end)| end - start)
+}
+
 /// The streams (positions in `stream_starts`) with fewer than `SPARSE_STREAM_ROWS` rows, when
 /// there are at least two of them.
 pub fn sparse_streams(stream_starts: &[usize], rows: usize) -> Vec<usize> {
-    let ends = stream_starts.iter().skip(1).copied().chain([rows]);
-    let sparse: Vec<usize> = stream_starts
-        .iter()
-        .zip(ends)
+    let sparse: Vec<usize> = stream_lengths(stream_starts, rows)
         .enumerate()
-        .filter(|(_, (start, end))| end - *start < SPARSE_STREAM_ROWS)
+        .filter(|&(_, n)| n < SPARSE_STREAM_ROWS)
         .map(|(i, _)| i)
         .collect();
     if sparse.len() >= 2 {
@@ -114,11 +120,8 @@ pub fn sparse_streams(stream_starts: &[usize], rows: usize) -> Vec<usize> {
 /// Per stream, its number of rows as a z-score of log(rows) over the streams: the identity's
 /// fixed rate feature (`ModelConfig::stream_rate`).
 pub fn stream_rates(stream_starts: &[usize], rows: usize) -> Vec<f32> {
-    let ends = stream_starts.iter().skip(1).copied().chain([rows]);
-    let logs: Vec<f64> = stream_starts
-        .iter()
-        .zip(ends)
-        .map(|(start, end)| ((end - start).max(1) as f64).ln())
+    let logs: Vec<f64> = stream_lengths(stream_starts, rows)
+        .map(|n| (n.max(1) as f64).ln())
         .collect();
     let n = logs.len().max(1) as f64;
     let mean = logs.iter().sum::<f64>() / n;
@@ -294,6 +297,8 @@ pub fn train(
         training_rates[shared] =
             sparse.iter().map(|&s| rates[s]).sum::<f32>() / sparse.len() as f32;
     }
+    // Built once: training writes them back after every step.
+    let training_rates = Tensor::from_slice(&training_rates).to(device);
     net.set_stream_rates(&training_rates);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(settings.seed);
@@ -424,7 +429,7 @@ pub fn train(
     if let Some((&shared, others)) = sparse.split_first() {
         net.copy_identity(shared, others);
     }
-    net.set_stream_rates(&rates);
+    net.set_stream_rates(&Tensor::from_slice(&rates).to(device));
     Ok(TrainSummary {
         epochs_run: history.len(),
         best_epoch: best.1,
