@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod device;
+pub mod heap;
 pub mod net;
 pub mod sample;
 pub mod spec;
