@@ -57,6 +57,10 @@ pub struct TrainOptions {
     /// it generates stay the training ones. None: every row alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_by: Option<String>,
+    /// A count is modelled relative to an earlier count where that narrows it (bytes per
+    /// packet; `codec::fit_relative_counts`). Off in models stored before the option existed.
+    #[serde(default)]
+    pub relative_counts: bool,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -97,6 +101,7 @@ impl Default for TrainOptions {
             stream_embedding: 8,
             stream_addresses: true,
             balance_by: None,
+            relative_counts: true,
         }
     }
 }
@@ -160,6 +165,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("device", "\"auto\", \"cpu\" or \"cuda\""),
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
     ("exact_high_ports", "true or false"),
+    ("relative_counts", "true or false"),
     ("stream_addresses", "true or false"),
     (
         "balance_by",
@@ -244,6 +250,7 @@ impl TrainOptions {
                 "patience" => o.patience = int(k, v, 1, 1000)?,
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
                 "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
+                "relative_counts" => o.relative_counts = boolean(k, v)?,
                 "stream_addresses" => o.stream_addresses = boolean(k, v)?,
                 "balance_by" => {
                     o.balance_by = match v {
@@ -310,6 +317,9 @@ mod tests {
     fn defaults_and_overrides() {
         let o = TrainOptions::parse(&json!({"window": 4, "mask": "A"})).unwrap();
         assert_eq!((o.window, o.mask, o.epochs), (4, Mask::A, 20));
+        assert!(o.relative_counts);
+        let o = TrainOptions::parse(&json!({"relative_counts": false})).unwrap();
+        assert!(!o.relative_counts);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn train_model(
         options.min_category_count,
         options.exact_high_ports,
         options.stream_addresses,
+        options.relative_counts,
     )?;
     let options = &options.resolved(encoded.rows);
     // One stream has nothing to tell apart; beyond what one generation can run, a stream's

@@ -100,8 +100,16 @@ pub enum Codec {
     },
     /// Softmax over `values`; `other` adds a class for values seen too rarely to be emitted.
     Category { values: Vec<String>, other: bool },
-    /// Integer counts: log(1 + x - min) scaled, rounded back, kept within [min, max].
-    Count { min: i64, max: i64, scale: Scale },
+    /// Integer counts: log(1 + x - min) scaled, rounded back, kept within [min, max]. With
+    /// `per`, the count is modelled relative to that earlier count column of the row (bytes per
+    /// packet): log(1 + x / per) scaled (see `fit_relative_counts`).
+    Count {
+        min: i64,
+        max: i64,
+        scale: Scale,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per: Option<usize>,
+    },
     /// Floats: optionally log(1 + x - min) scaled, kept within [min, max].
     Continuous {
         log: bool,
@@ -259,12 +267,21 @@ impl TableCodec {
         stream_keys: &[u64],
         min_category_count: usize,
     ) -> Result<(TableCodec, EncodedTable)> {
-        Self::fit_with(plans, values, stream_keys, min_category_count, false, false)
+        Self::fit_with(
+            plans,
+            values,
+            stream_keys,
+            min_category_count,
+            false,
+            false,
+            false,
+        )
     }
 
     /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`,
-    /// and with `stream_addresses`, each stream's own address flagged where the streams have
-    /// one (`own_addresses`).
+    /// with `stream_addresses`, each stream's own address flagged where the streams have one
+    /// (`own_addresses`), and with `relative_counts`, counts modelled relative to an earlier
+    /// count where that narrows them (`fit_relative_counts`).
     pub fn fit_with(
         plans: &[ColumnPlan],
         values: &[ColumnValues],
@@ -272,6 +289,7 @@ impl TableCodec {
         min_category_count: usize,
         exact_high_ports: bool,
         stream_addresses: bool,
+        relative_counts: bool,
     ) -> Result<(TableCodec, EncodedTable)> {
         let rows = values.first().map_or(0, |v| v.len());
         if rows < 2 {
@@ -370,6 +388,9 @@ impl TableCodec {
                     *own = true;
                 }
             }
+        }
+        if relative_counts {
+            fit_relative_counts(&mut columns, values);
         }
         let ratios = fit_ratios(&columns, values);
         let stream_addresses = match &own {
@@ -649,9 +670,16 @@ impl TableCodec {
                         let map = lookups[c].as_ref().expect("category lookup");
                         row[v] = *map.get(text.as_str()).unwrap_or(&kept.len()) as f32;
                     }
-                    Codec::Count { min, scale, .. } => {
+                    Codec::Count {
+                        min, scale, per, ..
+                    } => {
                         let x = vals.as_f64(r).expect("non-null");
-                        row[v] = scale.to_z((x - *min as f64).ln_1p());
+                        row[v] = scale.to_z(match per {
+                            // The denominator is never NULL and at least 1 (see
+                            // `fit_relative_counts`).
+                            Some(d) => (x / values[*d].as_f64(r).expect("non-null")).ln_1p(),
+                            None => (x - *min as f64).ln_1p(),
+                        });
                     }
                     Codec::Continuous {
                         log, min, scale, ..
@@ -703,8 +731,17 @@ impl TableCodec {
                 Codec::Category { values, .. } => {
                     Some(values[(slots[v] as usize).min(values.len() - 1)].clone())
                 }
-                Codec::Count { min, max, scale } => {
-                    let x = (scale.from_z(slots[v]).exp_m1().round() as i64).saturating_add(*min);
+                Codec::Count {
+                    min,
+                    max,
+                    scale,
+                    per,
+                } => {
+                    let u = scale.from_z(slots[v]).exp_m1();
+                    let x = match per.and_then(|d| counts[d]) {
+                        Some(d) => (u * d as f64).round() as i64,
+                        None => (u.round() as i64).saturating_add(*min),
+                    };
                     counts[c] = Some(x.clamp(*min, *max));
                     counts[c].map(|x| x.to_string())
                 }
@@ -799,6 +836,55 @@ fn own_addresses(
         own.push(address);
     }
     (covered as f64 >= OWN_ADDRESS_SHARE * order.len() as f64).then_some(own)
+}
+
+/// A count is modelled relative to an earlier one when that explains at least this share of its
+/// variance on the log scale (UGR'16: bytes per packet leaves 22 % of the bytes' variance).
+const RELATIVE_EXPLAINED_SHARE: f64 = 0.5;
+
+/// Models a count relative to an earlier count of the row where that explains most of its
+/// variance (`RELATIVE_EXPLAINED_SHARE`): bytes as bytes per packet. Protocols with fixed packet
+/// sizes (ICMP echo, IP-in-IP, GRE keepalives) then sit at one value whatever the packet count,
+/// where on the bytes' own log scale each packet count puts them somewhere else. The earlier
+/// count must never be NULL and be at least 1 in every training row (a generated row has it
+/// too: it is kept within its training range).
+fn fit_relative_counts(columns: &mut [ColumnCodec], values: &[ColumnValues]) {
+    let denominators: Vec<usize> = (0..columns.len())
+        .filter(|&c| !columns[c].nullable)
+        .filter(|&c| matches!(columns[c].codec, Codec::Count { min, .. } if min >= 1))
+        .collect();
+    for c in 0..columns.len() {
+        if !matches!(columns[c].codec, Codec::Count { .. }) {
+            continue;
+        }
+        let own =
+            Scale::fit((0..values[c].len()).filter_map(|r| Some(values[c].as_f64(r)?.ln_1p())));
+        // What is left of log(1 + x) once log(denominator) is taken off.
+        let residual = |d: usize| {
+            Scale::fit((0..values[c].len()).filter_map(move |r| {
+                Some(values[c].as_f64(r)?.ln_1p() - values[d].as_f64(r)?.ln())
+            }))
+        };
+        let best = denominators
+            .iter()
+            .filter(|&&d| d < c)
+            .map(|&d| (d, residual(d).sd))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((d, left)) = best else {
+            continue;
+        };
+        if (left / own.sd).powi(2) > 1.0 - RELATIVE_EXPLAINED_SHARE {
+            continue;
+        }
+        let relative = Scale::fit(
+            (0..values[c].len())
+                .filter_map(|r| Some((values[c].as_f64(r)? / values[d].as_f64(r)?).ln_1p())),
+        );
+        if let Codec::Count { scale, per, .. } = &mut columns[c].codec {
+            *scale = relative;
+            *per = Some(d);
+        }
+    }
 }
 
 /// Ratio bounds between every pair of count columns (the later one over the earlier one):
@@ -997,6 +1083,7 @@ fn fit_count(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Result<C
         min: min as i64,
         max: max as i64,
         scale,
+        per: None,
     })
 }
 

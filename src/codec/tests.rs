@@ -153,6 +153,60 @@ fn counts_keep_the_ratio_bounds_seen_in_training() {
 }
 
 #[test]
+fn bytes_are_modelled_per_packet_when_that_narrows_them() {
+    let plans = plan_columns(
+        &[
+            info("te", "date"),
+            info("pkt", "bigint"),
+            info("byt", "bigint"),
+            info("other", "bigint"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let n = 300;
+    let pkt = |i: usize| 1 + (i as i64 * 37) % 900;
+    // Two packet sizes: 60 and 100 bytes.
+    let byt = |i: usize| pkt(i) * if i.is_multiple_of(2) { 60 } else { 100 };
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(i as f64 * 86_400.0)).collect()),
+        ColumnValues::Int((0..n).map(|i| Some(pkt(i))).collect()),
+        ColumnValues::Int((0..n).map(|i| Some(byt(i))).collect()),
+        // Unrelated to the packets: no narrower relative to them.
+        ColumnValues::Int(
+            (0..n)
+                .map(|i| Some(1 + (i as i64 * 7_919) % 5_000))
+                .collect(),
+        ),
+    ];
+    let per = |codec: &TableCodec, c: usize| match &codec.columns[c].codec {
+        Codec::Count { per, .. } => *per,
+        other => panic!("column {c} is {other:?}"),
+    };
+    let (absolute, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    assert_eq!((per(&absolute, 2), per(&absolute, 3)), (None, None));
+    let (codec, enc) = TableCodec::fit_with(&plans, &values, &[], 5, false, false, true).unwrap();
+    assert_eq!((per(&codec, 2), per(&codec, 3)), (Some(1), None));
+    let width = codec.slot_width();
+    // Slots: gap and time of day (3), then packets, bytes, other.
+    let bytes_slot = |r: usize| enc.slots[r * width + 4];
+    // The same packet size is one value whatever the number of packets.
+    assert_ne!(pkt(0), pkt(2));
+    assert_eq!(bytes_slot(0), bytes_slot(2));
+    assert_ne!(bytes_slot(0), bytes_slot(1));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    for r in 0..n {
+        let out = codec.decode_row(&enc.slots[r * width..(r + 1) * width], 0.0, &mut rng);
+        assert_eq!(
+            (out[1].clone(), out[2].clone()),
+            (Some(pkt(r).to_string()), Some(byt(r).to_string())),
+            "row {r}"
+        );
+    }
+}
+
+#[test]
 fn encoded_rows_decode_to_the_original_values() {
     let (plans, values) = table();
     let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
@@ -362,7 +416,7 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
 #[test]
 fn frequent_high_ports_get_classes_when_asked() {
     let (plans, values) = table();
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true, false).unwrap();
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true, false, false).unwrap();
     let Codec::Port { unseen, frequent } = &codec.columns[2].codec else {
         panic!("{:?}", codec.columns[2])
     };
@@ -414,7 +468,7 @@ fn host_streams(stray: usize) -> (Vec<ColumnPlan>, Vec<ColumnValues>, Vec<u64>) 
 #[test]
 fn a_stream_per_host_flags_the_hosts_address() {
     let (plans, values, keys) = host_streams(0);
-    let (codec, enc) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true).unwrap();
+    let (codec, enc) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true, false).unwrap();
     for c in 1..3 {
         assert!(
             matches!(codec.columns[c].codec, Codec::Ipv4 { own: true, .. }),
@@ -453,13 +507,13 @@ fn a_stream_per_host_flags_the_hosts_address() {
     assert_eq!(codec.kept_value(4), vec![42.0, 219.0, 151.0, 7.0]);
 
     // Off when asked, and where most rows lack their stream's address (here 4 rows in 10).
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, false).unwrap();
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, false, false).unwrap();
     assert!(matches!(
         codec.columns[1].codec,
         Codec::Ipv4 { own: false, .. }
     ));
     let (plans, values, keys) = host_streams(4);
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true).unwrap();
+    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true, false).unwrap();
     assert!(matches!(
         codec.columns[1].codec,
         Codec::Ipv4 { own: false, .. }
