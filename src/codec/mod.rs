@@ -281,7 +281,7 @@ impl TableCodec {
     /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`,
     /// with `stream_addresses`, each stream's own address flagged where the streams have one
     /// (`own_addresses`), and with `relative_counts`, counts modelled relative to an earlier
-    /// count where that narrows them (`fit_relative_counts`).
+    /// count where that explains most of them (`fit_relative_counts`).
     pub fn fit_with(
         plans: &[ColumnPlan],
         values: &[ColumnValues],

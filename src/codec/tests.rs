@@ -153,7 +153,7 @@ fn counts_keep_the_ratio_bounds_seen_in_training() {
 }
 
 #[test]
-fn bytes_are_modelled_per_packet_when_that_narrows_them() {
+fn bytes_are_modelled_per_packet_when_packets_explain_them() {
     let plans = plan_columns(
         &[
             info("te", "date"),
@@ -173,7 +173,7 @@ fn bytes_are_modelled_per_packet_when_that_narrows_them() {
         ColumnValues::Float((0..n).map(|i| Some(i as f64 * 86_400.0)).collect()),
         ColumnValues::Int((0..n).map(|i| Some(pkt(i))).collect()),
         ColumnValues::Int((0..n).map(|i| Some(byt(i))).collect()),
-        // Unrelated to the packets: no narrower relative to them.
+        // Unrelated to the packets: they explain none of it.
         ColumnValues::Int(
             (0..n)
                 .map(|i| Some(1 + (i as i64 * 7_919) % 5_000))

@@ -9,7 +9,7 @@
 //! adjustment settles on after freeing large blocks (any `mallopt` call turns it off).
 
 /// While training, allocations up to this size come from the heap, not from mappings of their
-/// own (a validation batch of 4,096 windows has tensors of hundreds of MB).
+/// own (on a day of flows, a validation chunk's tensors exceed glibc's usual 32 MB limit).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRAINING_MMAP_THRESHOLD: libc::c_int = 1 << 30;
 /// While training, free memory at the top of the heap is given back only beyond this much.
