@@ -1,7 +1,7 @@
 //! The two verbs end to end, without Postgres: rows in → trained model out, and a stored model
 //! → generated rows. The pgrx layer reads and writes the database around these.
 
-use crate::codec::{ColumnValues, TableCodec};
+use crate::codec::{ColumnValues, FitOptions, TableCodec};
 use crate::error::{Error, Result};
 use crate::model::cpu::{CpuNet, CpuSampler, Lane};
 use crate::model::sample::Sampler;
@@ -40,9 +40,11 @@ pub fn train_model(
         values,
         stream_keys,
         options.min_category_count,
-        options.exact_high_ports,
-        options.stream_addresses,
-        options.relative_counts,
+        FitOptions {
+            exact_high_ports: options.exact_high_ports,
+            stream_addresses: options.stream_addresses,
+            relative_counts: options.relative_counts,
+        },
     )?;
     let options = &options.resolved(encoded.rows);
     // One stream has nothing to tell apart; beyond what one generation can run, a stream's

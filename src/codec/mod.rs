@@ -258,6 +258,18 @@ struct ColumnLayout {
     value_slot: usize,
 }
 
+/// What `TableCodec::fit_with` adds to `fit`; all off by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FitOptions {
+    /// Frequent ports above 1023 get classes of their own (`port::frequent`).
+    pub exact_high_ports: bool,
+    /// Each stream's own address is flagged where the streams have one (`own_addresses`).
+    pub stream_addresses: bool,
+    /// A count is modelled relative to an earlier count where that explains most of it
+    /// (`fit_relative_counts`).
+    pub relative_counts: bool,
+}
+
 impl TableCodec {
     /// Fits codecs on the training rows and encodes them. `stream_keys` (one per row, or empty
     /// for a single stream) separate independent sequences.
@@ -272,24 +284,17 @@ impl TableCodec {
             values,
             stream_keys,
             min_category_count,
-            false,
-            false,
-            false,
+            FitOptions::default(),
         )
     }
 
-    /// `fit`, with frequent ports above 1023 as classes of their own when `exact_high_ports`,
-    /// with `stream_addresses`, each stream's own address flagged where the streams have one
-    /// (`own_addresses`), and with `relative_counts`, counts modelled relative to an earlier
-    /// count where that explains most of them (`fit_relative_counts`).
+    /// `fit`, with what `options` turns on.
     pub fn fit_with(
         plans: &[ColumnPlan],
         values: &[ColumnValues],
         stream_keys: &[u64],
         min_category_count: usize,
-        exact_high_ports: bool,
-        stream_addresses: bool,
-        relative_counts: bool,
+        options: FitOptions,
     ) -> Result<(TableCodec, EncodedTable)> {
         let rows = values.first().map_or(0, |v| v.len());
         if rows < 2 {
@@ -364,7 +369,7 @@ impl TableCodec {
                     max,
                 }
             } else {
-                fit_column(plan, vals, min_category_count, exact_high_ports)?
+                fit_column(plan, vals, min_category_count, options.exact_high_ports)?
             };
             let nullable = plan.kind != Kind::Order
                 && codec != Codec::Skip
@@ -377,7 +382,7 @@ impl TableCodec {
                 codec,
             });
         }
-        let own = if stream_addresses {
+        let own = if options.stream_addresses {
             own_addresses(&columns, values, &order, &stream_starts)
         } else {
             None
@@ -389,7 +394,7 @@ impl TableCodec {
                 }
             }
         }
-        if relative_counts {
+        if options.relative_counts {
             fit_relative_counts(&mut columns, values);
         }
         let ratios = fit_ratios(&columns, values);

@@ -186,7 +186,17 @@ fn bytes_are_modelled_per_packet_when_packets_explain_them() {
     };
     let (absolute, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
     assert_eq!((per(&absolute, 2), per(&absolute, 3)), (None, None));
-    let (codec, enc) = TableCodec::fit_with(&plans, &values, &[], 5, false, false, true).unwrap();
+    let (codec, enc) = TableCodec::fit_with(
+        &plans,
+        &values,
+        &[],
+        5,
+        FitOptions {
+            relative_counts: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!((per(&codec, 2), per(&codec, 3)), (Some(1), None));
     let width = codec.slot_width();
     // Slots: gap and time of day (3), then packets, bytes, other.
@@ -416,7 +426,17 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
 #[test]
 fn frequent_high_ports_get_classes_when_asked() {
     let (plans, values) = table();
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &[], 5, true, false, false).unwrap();
+    let (codec, _) = TableCodec::fit_with(
+        &plans,
+        &values,
+        &[],
+        5,
+        FitOptions {
+            exact_high_ports: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
     let Codec::Port { unseen, frequent } = &codec.columns[2].codec else {
         panic!("{:?}", codec.columns[2])
     };
@@ -468,7 +488,17 @@ fn host_streams(stray: usize) -> (Vec<ColumnPlan>, Vec<ColumnValues>, Vec<u64>) 
 #[test]
 fn a_stream_per_host_flags_the_hosts_address() {
     let (plans, values, keys) = host_streams(0);
-    let (codec, enc) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true, false).unwrap();
+    let (codec, enc) = TableCodec::fit_with(
+        &plans,
+        &values,
+        &keys,
+        5,
+        FitOptions {
+            stream_addresses: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
     for c in 1..3 {
         assert!(
             matches!(codec.columns[c].codec, Codec::Ipv4 { own: true, .. }),
@@ -507,13 +537,24 @@ fn a_stream_per_host_flags_the_hosts_address() {
     assert_eq!(codec.kept_value(4), vec![42.0, 219.0, 151.0, 7.0]);
 
     // Off when asked, and where most rows lack their stream's address (here 4 rows in 10).
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, false, false).unwrap();
+    let (codec, _) =
+        TableCodec::fit_with(&plans, &values, &keys, 5, FitOptions::default()).unwrap();
     assert!(matches!(
         codec.columns[1].codec,
         Codec::Ipv4 { own: false, .. }
     ));
     let (plans, values, keys) = host_streams(4);
-    let (codec, _) = TableCodec::fit_with(&plans, &values, &keys, 5, false, true, false).unwrap();
+    let (codec, _) = TableCodec::fit_with(
+        &plans,
+        &values,
+        &keys,
+        5,
+        FitOptions {
+            stream_addresses: true,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
     assert!(matches!(
         codec.columns[1].codec,
         Codec::Ipv4 { own: false, .. }
