@@ -485,20 +485,23 @@ fn host_streams(stray: usize) -> (Vec<ColumnPlan>, Vec<ColumnValues>, Vec<u64>) 
     (plans, values, keys)
 }
 
+/// `fit_with` with only `stream_addresses` on.
+fn fit_keeping_addresses(
+    plans: &[ColumnPlan],
+    values: &[ColumnValues],
+    keys: &[u64],
+) -> (TableCodec, EncodedTable) {
+    let options = FitOptions {
+        stream_addresses: true,
+        ..FitOptions::default()
+    };
+    TableCodec::fit_with(plans, values, keys, 5, options).unwrap()
+}
+
 #[test]
 fn a_stream_per_host_flags_the_hosts_address() {
     let (plans, values, keys) = host_streams(0);
-    let (codec, enc) = TableCodec::fit_with(
-        &plans,
-        &values,
-        &keys,
-        5,
-        FitOptions {
-            stream_addresses: true,
-            ..FitOptions::default()
-        },
-    )
-    .unwrap();
+    let (codec, enc) = fit_keeping_addresses(&plans, &values, &keys);
     for c in 1..3 {
         assert!(
             matches!(codec.columns[c].codec, Codec::Ipv4 { own: true, .. }),
@@ -544,17 +547,7 @@ fn a_stream_per_host_flags_the_hosts_address() {
         Codec::Ipv4 { own: false, .. }
     ));
     let (plans, values, keys) = host_streams(4);
-    let (codec, _) = TableCodec::fit_with(
-        &plans,
-        &values,
-        &keys,
-        5,
-        FitOptions {
-            stream_addresses: true,
-            ..FitOptions::default()
-        },
-    )
-    .unwrap();
+    let (codec, _) = fit_keeping_addresses(&plans, &values, &keys);
     assert!(matches!(
         codec.columns[1].codec,
         Codec::Ipv4 { own: false, .. }
