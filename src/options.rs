@@ -61,6 +61,10 @@ pub struct TrainOptions {
     /// packet; `codec::fit_relative_counts`). Off in models stored before the option existed.
     #[serde(default)]
     pub relative_counts: bool,
+    /// When the training rows leave more than an hour of the day unseen, the time of day
+    /// cycles over two days (`codec::time::Clock::fit`). Off: the daily clock.
+    #[serde(default)]
+    pub two_day_clock: bool,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -102,6 +106,7 @@ impl Default for TrainOptions {
             stream_addresses: true,
             balance_by: None,
             relative_counts: true,
+            two_day_clock: false,
         }
     }
 }
@@ -166,6 +171,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_rows", "integer 100..10000000000, or 0 for no limit"),
     ("exact_high_ports", "true or false"),
     ("relative_counts", "true or false"),
+    ("two_day_clock", "true or false"),
     ("stream_addresses", "true or false"),
     (
         "balance_by",
@@ -251,6 +257,7 @@ impl TrainOptions {
                 "seed" => o.seed = int(k, v, 0, i64::MAX as u64)? as u64,
                 "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
                 "relative_counts" => o.relative_counts = boolean(k, v)?,
+                "two_day_clock" => o.two_day_clock = boolean(k, v)?,
                 "stream_addresses" => o.stream_addresses = boolean(k, v)?,
                 "balance_by" => {
                     o.balance_by = match v {
@@ -320,6 +327,10 @@ mod tests {
         assert!(o.relative_counts);
         let o = TrainOptions::parse(&json!({"relative_counts": false})).unwrap();
         assert!(!o.relative_counts);
+        assert!(!o.two_day_clock);
+        let o = TrainOptions::parse(&json!({"two_day_clock": true})).unwrap();
+        assert!(o.two_day_clock);
+        assert!(TrainOptions::parse(&json!({"two_day_clock": 2})).is_err());
     }
 
     #[test]

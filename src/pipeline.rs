@@ -44,6 +44,7 @@ pub fn train_model(
             exact_high_ports: options.exact_high_ports,
             stream_addresses: options.stream_addresses,
             relative_counts: options.relative_counts,
+            two_day_clock: options.two_day_clock,
         },
     )?;
     let options = &options.resolved(encoded.rows);
@@ -180,12 +181,26 @@ impl Generator {
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
             Engine::Cpu(Box::new(CpuSampler::new(
-                cpu, lanes, threads, run_start, gap,
+                cpu,
+                lanes,
+                threads,
+                run_start,
+                gap,
+                codec.clock(),
             )))
         } else {
             Engine::Torch(Box::new(
-                Sampler::new(net, streams, run_start, run_span, seed, gap, &codec.pairs)
-                    .keeping(|s| codec.kept_value(s)),
+                Sampler::new(
+                    net,
+                    streams,
+                    run_start,
+                    run_span,
+                    seed,
+                    gap,
+                    codec.clock(),
+                    &codec.pairs,
+                )
+                .keeping(|s| codec.kept_value(s)),
             ))
         };
         Ok(Generator {

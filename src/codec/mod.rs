@@ -82,6 +82,9 @@ pub enum Codec {
         resolution: f64,
         #[serde(default = "unbounded")]
         max: f64,
+        /// The time-of-day input (`time::Clock::fit`).
+        #[serde(default)]
+        clock: time::Clock,
     },
     /// Octet values never seen at each of the four positions (never generated). With `own`,
     /// a flag before the octets says whether the address is the stream's own one (see
@@ -268,6 +271,8 @@ pub struct FitOptions {
     /// A count is modelled relative to an earlier count where that explains most of it
     /// (`fit_relative_counts`).
     pub relative_counts: bool,
+    /// The time of day may cycle over two days (`time::Clock::fit`); else it is daily.
+    pub two_day_clock: bool,
 }
 
 impl TableCodec {
@@ -342,6 +347,7 @@ impl TableCodec {
             }
         }
         let start = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let last = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let mut gaps = vec![0.0; rows];
         for (p, &r) in order.iter().enumerate() {
             let stream_begins = stream_starts.binary_search(&p).is_ok();
@@ -367,6 +373,11 @@ impl TableCodec {
                     start,
                     resolution,
                     max,
+                    clock: if options.two_day_clock {
+                        time::Clock::fit(start, last)
+                    } else {
+                        time::Clock::DAILY
+                    },
                 }
             } else {
                 fit_column(plan, vals, min_category_count, options.exact_high_ports)?
@@ -499,6 +510,14 @@ impl TableCodec {
                 resolution,
                 ..
             } => (*scale, *start, *resolution),
+            _ => unreachable!("the order column comes first"),
+        }
+    }
+
+    /// The time-of-day input of the order column.
+    pub fn clock(&self) -> time::Clock {
+        match &self.columns[0].codec {
+            Codec::Gap { clock, .. } => *clock,
             _ => unreachable!("the order column comes first"),
         }
     }
@@ -652,9 +671,9 @@ impl TableCodec {
                 }
                 let v = at.value_slot;
                 match &col.codec {
-                    Codec::Gap { scale, .. } => {
+                    Codec::Gap { scale, clock, .. } => {
                         row[v] = scale.to_z(gaps[r].ln_1p());
-                        row[v + 1..v + 3].copy_from_slice(&time::time_of_day_features(times[r]));
+                        row[v + 1..v + 3].copy_from_slice(&clock.features(times[r]));
                     }
                     Codec::Ipv4 { own, .. } => {
                         let a = vals.as_f64(r).expect("non-null") as u32;

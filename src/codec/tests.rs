@@ -79,6 +79,7 @@ fn fitted_codecs_are_as_designed() {
     let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
     let kinds: Vec<&Codec> = codec.columns.iter().map(|c| &c.codec).collect();
     assert!(matches!(kinds[0], Codec::Gap { resolution, .. } if *resolution == 1.0));
+    assert_eq!(codec.clock(), time::Clock::DAILY);
     // Only octets and ports seen in training can be generated.
     let Codec::Ipv4 { unseen, own: false } = kinds[1] else {
         panic!("{:?}", kinds[1])
@@ -553,4 +554,42 @@ fn a_stream_per_host_flags_the_hosts_address() {
         Codec::Ipv4 { own: false, .. }
     ));
     assert_eq!(codec.slot_width(), 3 + 4 + 4);
+}
+
+/// With `two_day_clock`, 400 s of rows (less than a day) get a time of day that cycles over two
+/// days from their midnight (`time::Clock::fit`), stored in the codec and used to encode them.
+#[test]
+fn a_short_span_gets_the_two_day_clock_when_asked() {
+    let (plans, values) = table();
+    let options = FitOptions {
+        two_day_clock: true,
+        ..FitOptions::default()
+    };
+    let (codec, enc) = TableCodec::fit_with(&plans, &values, &[], 5, options).unwrap();
+    let clock = time::Clock {
+        period: 2.0 * 86_400.0,
+        origin: 1_460_332_800.0,
+    };
+    assert_eq!(codec.clock(), clock);
+    // Row 0 is 2016-04-11 00:00:00: phase 0 either way. Row 399, 399 s later: sin of its phase.
+    let width = codec.slot_width();
+    let last = &enc.slots[(enc.rows - 1) * width..enc.rows * width];
+    let expected = clock.features(1_460_332_800.0 + 399.0);
+    assert_eq!(&last[1..3], &expected[..]);
+    assert_ne!(
+        expected,
+        time::Clock::DAILY.features(1_460_332_800.0 + 399.0)
+    );
+}
+
+/// Models stored before the clock was fitted have no `clock` in their order codec: they keep the
+/// daily clock they were trained with.
+#[test]
+fn a_stored_order_codec_without_a_clock_reads_as_daily() {
+    let (plans, values) = table();
+    let (codec, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    let mut stored = serde_json::to_value(&codec.columns[0].codec).unwrap();
+    stored.as_object_mut().unwrap().remove("clock").unwrap();
+    let read: Codec = serde_json::from_value(stored).unwrap();
+    assert!(matches!(read, Codec::Gap { clock, .. } if clock == time::Clock::DAILY));
 }

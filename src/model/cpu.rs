@@ -16,7 +16,7 @@
 use super::net::StanNet;
 use super::sample::SampledRow;
 use super::spec::{training_stream, HeadSpec};
-use crate::codec::time::time_of_day_features;
+use crate::codec::time::Clock;
 use crate::codec::PairMask;
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -1005,6 +1005,7 @@ struct Sampling<'a> {
     lanes: Vec<&'a mut LaneState>,
     start: f64,
     gap_seconds: &'a (dyn Fn(f32) -> f64 + Sync),
+    time_of_day: Clock,
     null_value: Vec<bool>,
     masked: Vec<f32>,
 }
@@ -1074,7 +1075,7 @@ impl Policy for Sampling<'_> {
             // The order attribute: advance the clock, then add time of day.
             let lane = &mut self.lanes[r];
             lane.clock += (self.gap_seconds)(row[0]);
-            row[1..3].copy_from_slice(&time_of_day_features(self.start + lane.clock));
+            row[1..3].copy_from_slice(&self.time_of_day.features(self.start + lane.clock));
         }
     }
 }
@@ -1087,6 +1088,7 @@ pub fn step_lanes(
     lanes: &mut [Lane],
     start: f64,
     gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
+    time_of_day: Clock,
 ) -> Vec<SampledRow> {
     let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
     let keeps = net.keeps_activations() && lanes.iter().all(|l| !l.activations.is_empty());
@@ -1105,6 +1107,7 @@ pub fn step_lanes(
             lanes: states,
             start,
             gap_seconds,
+            time_of_day,
             null_value: vec![false; b],
             masked: Vec::new(),
         };
@@ -1154,6 +1157,7 @@ pub struct CpuSampler {
     threads: usize,
     start: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
+    time_of_day: Clock,
 }
 
 /// Below this many lanes per thread a step runs on one thread (spawning would cost more).
@@ -1166,6 +1170,7 @@ impl CpuSampler {
         threads: usize,
         start: f64,
         gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
+        time_of_day: Clock,
     ) -> CpuSampler {
         let threads = threads.max(1);
         CpuSampler {
@@ -1175,6 +1180,7 @@ impl CpuSampler {
             threads,
             start,
             gap_seconds,
+            time_of_day,
         }
     }
 
@@ -1186,9 +1192,17 @@ impl CpuSampler {
     pub fn step(&mut self) -> Vec<SampledRow> {
         let n = self.lanes.len();
         let threads = self.threads.min(n / LANES_PER_THREAD).max(1);
-        let (net, start, gap) = (&self.net, self.start, &*self.gap_seconds);
+        let (net, start, gap, clock) =
+            (&self.net, self.start, &*self.gap_seconds, self.time_of_day);
         let rows = if threads == 1 {
-            step_lanes(net, &mut self.scratches[0], &mut self.lanes, start, gap)
+            step_lanes(
+                net,
+                &mut self.scratches[0],
+                &mut self.lanes,
+                start,
+                gap,
+                clock,
+            )
         } else {
             let chunk = n.div_ceil(threads);
             std::thread::scope(|scope| {
@@ -1197,7 +1211,7 @@ impl CpuSampler {
                     .chunks_mut(chunk)
                     .zip(self.scratches.iter_mut())
                     .map(|(lanes, scratch)| {
-                        scope.spawn(move || step_lanes(net, scratch, lanes, start, gap))
+                        scope.spawn(move || step_lanes(net, scratch, lanes, start, gap, clock))
                     })
                     .collect();
                 handles
@@ -1394,8 +1408,15 @@ mod tests {
         let gap = |_: f32| 1.0;
         let mut produced = 0;
         for _ in 0..(cfg.window * 3) {
-            let kept = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap);
-            let recomputed = step_lanes(&cpu, &mut scratch, &mut recomputing, 0.0, &gap);
+            let kept = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap, Clock::DAILY);
+            let recomputed = step_lanes(
+                &cpu,
+                &mut scratch,
+                &mut recomputing,
+                0.0,
+                &gap,
+                Clock::DAILY,
+            );
             // Keeping the convolution output changes nothing but the work.
             assert_eq!(kept.len(), recomputed.len());
             for (a, b) in kept.iter().zip(&recomputed) {
@@ -1444,7 +1465,14 @@ mod tests {
         let mut own: Vec<Vec<Vec<f32>>> = vec![vec![]; 6];
         let mut others: Vec<Vec<f32>> = vec![];
         for _ in 0..40 {
-            for row in step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &|_: f32| 1.0) {
+            for row in step_lanes(
+                &cpu,
+                &mut scratch,
+                &mut lanes,
+                0.0,
+                &|_: f32| 1.0,
+                Clock::DAILY,
+            ) {
                 for first in [3, 6] {
                     let octets = row.slots[first + 1..first + 3].to_vec();
                     if row.slots[first] == 1.0 {

@@ -5,7 +5,7 @@
 
 use super::net::{mdn_parts, StanNet};
 use super::spec::HeadSpec;
-use crate::codec::time::time_of_day_features;
+use crate::codec::time::Clock;
 use crate::codec::PairMask;
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
@@ -34,6 +34,7 @@ pub struct Sampler {
     start: f64,
     span: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64>,
+    time_of_day: Clock,
     /// Per slot of a softmax head: 1 for classes that may be sampled, 0 for banned ones.
     allowed: Vec<Vec<f32>>,
     /// Per slot: the pair masks that restrict it by an earlier slot's value.
@@ -42,6 +43,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: StanNet,
         streams: usize,
@@ -49,6 +51,7 @@ impl Sampler {
         span: f64,
         seed: u64,
         gap_seconds: Box<dyn Fn(f32) -> f64>,
+        time_of_day: Clock,
         pair_masks: &[PairMask],
     ) -> Sampler {
         let k = net.config.window;
@@ -84,6 +87,7 @@ impl Sampler {
             start,
             span,
             gap_seconds,
+            time_of_day,
             rng: ChaCha8Rng::seed_from_u64(seed),
             net,
         }
@@ -206,7 +210,7 @@ impl Sampler {
                     for r in 0..b {
                         let gap = (self.gap_seconds)(current[r * width]);
                         self.clock[r] += gap;
-                        let tod = time_of_day_features(self.start + self.clock[r]);
+                        let tod = self.time_of_day.features(self.start + self.clock[r]);
                         current[r * width + 1..r * width + 3].copy_from_slice(&tod);
                     }
                 }
@@ -295,7 +299,7 @@ mod tests {
         };
         let config = small_config(vec![order(), pr], 3);
         let net = StanNet::new(config, Device::Cpu);
-        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, Box::new(|_| 1.0), &[]);
+        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, Box::new(|_| 1.0), Clock::DAILY, &[]);
         for step in 1..=5 {
             let rows = sampler.step().unwrap();
             assert_eq!(rows.len(), 6, "step {step}");
@@ -316,7 +320,7 @@ mod tests {
             ..categorical("sa", &[2, 6, 6])
         };
         let net = StanNet::new(small_config(vec![order(), sa], 3), Device::Cpu);
-        let mut sampler = Sampler::new(net, 4, 0.0, 1e9, 2, Box::new(|_| 1.0), &[]);
+        let mut sampler = Sampler::new(net, 4, 0.0, 1e9, 2, Box::new(|_| 1.0), Clock::DAILY, &[]);
         let mut own: Vec<Vec<Vec<f32>>> = vec![vec![]; 4];
         let mut others = vec![];
         for _ in 0..40 {

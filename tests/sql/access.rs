@@ -367,6 +367,19 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         "ports of the 2000-2099 bin come back as 2048 exactly"
     );
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
+    // two_day_clock: six hours of rows leave most of the day unseen, so the time of day cycles
+    // over two days; the model stores that clock and generates with it. Without it: daily.
+    c.batch_execute(
+        "SELECT stan_train('flows', model => 'clocked', options => '{\"epochs\": 1, \"two_day_clock\": true}');
+         CREATE TABLE fake_clocked AS SELECT * FROM stan_generate(NULL::flows, '6 hours', model => 'clocked', seed => 1);",
+    )
+    .unwrap();
+    let period = |c: &mut postgres::Client, model: &str| {
+        one_f64(c, &format!("SELECT (codecs->'columns'->0->'clock'->>'period')::float8 FROM stan.models WHERE name = '{model}'"))
+    };
+    assert_eq!(period(&mut c, "clocked"), 172_800.0);
+    assert_eq!(period(&mut c, "ports"), 86_400.0);
+    assert!(one_i64(&mut c, "SELECT count(*) FROM fake_clocked") > 0);
     let (code, msg) = sql_error(
         &mut c,
         "SELECT stan_train('flows', options => '{\"max_rows\": 10}')",
