@@ -1441,6 +1441,39 @@ mod tests {
 
     /// Addresses with a flag for "the stream's own": every row a stream flags holds the same
     /// address, in either column, while unflagged addresses vary from row to row.
+    /// Each generated row carries the time of day of the model's clock at its own time.
+    #[test]
+    fn rows_carry_the_time_of_day_of_the_models_clock() {
+        let net = StanNet::new(
+            small_config(vec![order(), categorical("pr", &[3])], 4),
+            Device::Cpu,
+        );
+        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        let clock = Clock {
+            period: 2.0 * 86_400.0,
+            origin: 0.0,
+        };
+        let mut lanes = vec![Lane::new(&cpu, 0, 0.0, 1e9, 5, true)];
+        let mut scratch = Scratch::default();
+        for step in 1..=30 {
+            let rows = step_lanes(
+                &cpu,
+                &mut scratch,
+                &mut lanes,
+                0.0,
+                &|_: f32| 3_600.0,
+                clock,
+            );
+            assert_eq!(rows.len(), 1, "step {step}");
+            assert_eq!(rows[0].epoch, step as f64 * 3_600.0);
+            assert_eq!(
+                rows[0].slots[1..3],
+                clock.features(rows[0].epoch),
+                "step {step}"
+            );
+        }
+    }
+
     #[test]
     fn a_stream_keeps_its_own_address() {
         tch::manual_seed(3);

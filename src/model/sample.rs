@@ -289,7 +289,8 @@ mod tests {
     use tch::Device;
 
     /// The libtorch sampler (the GPU path, run here on the CPU) samples a row per live stream
-    /// per step, each softmax slot within its classes and never a banned class.
+    /// per step, each softmax slot within its classes and never a banned class, and each row
+    /// carries the time of day of the model's clock at its own time.
     #[test]
     fn torch_sampler_steps_every_stream() {
         let mut pr = categorical("pr", &[4]);
@@ -299,15 +300,26 @@ mod tests {
         };
         let config = small_config(vec![order(), pr], 3);
         let net = StanNet::new(config, Device::Cpu);
-        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, Box::new(|_| 1.0), Clock::DAILY, &[]);
-        for step in 1..=5 {
+        let clock = Clock {
+            period: 2.0 * 86_400.0,
+            origin: 0.0,
+        };
+        let hourly = Box::new(|_| 3_600.0);
+        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, hourly, clock, &[]);
+        for step in 1..=30 {
             let rows = sampler.step().unwrap();
             assert_eq!(rows.len(), 6, "step {step}");
             for row in rows {
                 assert!((0.0..3.0).contains(&row.slots[3]), "{:?}", row.slots);
-                assert_eq!(row.epoch, step as f64);
+                assert_eq!(row.epoch, step as f64 * 3_600.0);
+                assert_eq!(row.slots[1..3], clock.features(row.epoch), "step {step}");
             }
         }
+        // A day and six hours in, the daily clock would say six o'clock again.
+        assert_ne!(
+            clock.features(30.0 * 3_600.0),
+            Clock::DAILY.features(30.0 * 3_600.0)
+        );
         assert!(!sampler.finished());
     }
 
