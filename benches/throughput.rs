@@ -1,6 +1,6 @@
 //! Throughput and quick-fidelity benchmark of the core, without PostgreSQL (so it also runs on
-//! a GPU machine): trains on simulated flows (or a UGR'16 CSV when given), generates, and
-//! prints training windows/s, generation rows/s and a few fidelity figures.
+//! a GPU machine): trains on simulated flows, generates, and prints training windows/s,
+//! generation rows/s and a few fidelity figures (UGR'16 flows: `fidelity_core.rs`).
 //!
 //! cargo bench -p stan-core --bench throughput -- [--hosts N] [--hours H] [--options JSON]
 //!     [--gen-hours H] [--threads N] [--device cpu|cuda|auto]

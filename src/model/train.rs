@@ -360,7 +360,8 @@ pub fn train(
                 &train_rows
             }
         };
-        let (mut sum, mut batches) = (0.0, 0usize);
+        // Summed on the device: reading each batch's loss would make a GPU wait for every step.
+        let (mut sum, mut batches) = (Tensor::zeros([], (Kind::Float, device)), 0usize);
         for chunk in epoch_rows.chunks(batch) {
             // Batch norm needs more than one row per channel in training mode.
             if chunk.len() < 2 {
@@ -380,12 +381,12 @@ pub fn train(
             opt.backward_step(&loss);
             // The rate feature is data, not a weight: undo the step's change to it.
             net.set_stream_rates(&training_rates);
-            sum += loss.double_value(&[]);
+            sum += loss.detach();
             batches += 1;
             progress(Progress::Batch)?;
         }
         let validation_loss = if val_rows.is_empty() {
-            sum / batches.max(1) as f64
+            sum.double_value(&[]) / batches.max(1) as f64
         } else {
             tch::no_grad(|| {
                 let mut total = 0.0;
@@ -401,7 +402,7 @@ pub fn train(
         let report = EpochReport {
             epoch,
             epochs: settings.epochs,
-            train_loss: sum / batches.max(1) as f64,
+            train_loss: sum.double_value(&[]) / batches.max(1) as f64,
             validation_loss,
             windows_per_s: epoch_rows.len() as f64 / epoch_s.max(1e-9),
             elapsed_s: elapsed,
