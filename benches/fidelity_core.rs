@@ -9,9 +9,14 @@
 //!     cargo runs benchmarks from core/)
 //!     [--until '2016-04-11 18:00:00'] [--internal 42.219.0.0/16] [--options JSON]
 //!     [--device cpu|cuda|auto] [--threads N] [--seeds 1,2,3,4] [--span-hours 6]
+//!     [--model DIR: generate from the model a run saved in DIR instead of training one]
+//!     [--unbounded-gaps: generate without the streams' longest training gaps]
+//!
+//! Each run saves its model in `--out` (model.json: codecs, network, streams; weights.bin).
 
-use stan_core::codec::ColumnValues;
+use stan_core::codec::{ColumnValues, TableCodec};
 use stan_core::model::train::Progress;
+use stan_core::model::ModelConfig;
 use stan_core::options::TrainOptions;
 use stan_core::pipeline::{train_model, Generator, DEFAULT_WARMUP_SECONDS};
 use stan_core::schema::{modelling_order, plan_columns, ColumnInfo, Kind, ReadAs};
@@ -172,40 +177,42 @@ fn main() {
         stan_core::model::device::name(device)
     );
 
-    let t = Instant::now();
-    let mut progress = |p: Progress| {
-        if let Progress::Epoch(e) = p {
-            println!(
-                "epoch {:>3}: train {:.4} val {:.4} {:.0} windows/s, {:.0} s",
-                e.epoch, e.train_loss, e.validation_loss, e.windows_per_s, e.elapsed_s
-            );
+    let (mut codec, config, weights, streams) = match arg("--model") {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            let saved: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+            let codec: TableCodec = serde_json::from_value(saved["codec"].clone()).unwrap();
+            let config: ModelConfig = serde_json::from_value(saved["config"].clone()).unwrap();
+            let streams = saved["streams"].as_u64().unwrap() as usize;
+            println!("generating from the model in {}", dir.display());
+            (
+                codec,
+                config,
+                std::fs::read(dir.join("weights.bin")).unwrap(),
+                streams,
+            )
         }
-        Ok(())
+        None => train(&plans, &values, &keys, &options, device, &out_dir),
     };
-    let trained = train_model(&plans, &values, &keys, &options, device, &mut progress).unwrap();
-    println!(
-        "training: {:.1} s, {} epochs ({}), best validation {:.4}, {} streams",
-        t.elapsed().as_secs_f64(),
-        trained.summary.epochs_run,
-        trained.summary.stopped_by,
-        trained.summary.best_validation_loss,
-        trained.streams
-    );
+    if std::env::args().any(|a| a == "--unbounded-gaps") {
+        codec.stream_max_gaps.clear();
+    }
 
     // Rows come out in codec order; the CSV keeps the input's.
     let position: Vec<Option<usize>> = header
         .iter()
-        .map(|n| trained.codec.columns.iter().position(|c| c.name == *n))
+        .map(|n| codec.columns.iter().position(|c| c.name == *n))
         .collect();
     for seed in seeds {
         let t = Instant::now();
         let mut generator = Generator::new(
-            trained.codec.clone(),
-            trained.config.clone(),
-            &trained.weights,
+            codec.clone(),
+            config.clone(),
+            &weights,
             tch::Device::Cpu,
             span_hours * 3600.0,
-            trained.streams,
+            streams,
             seed,
             Some(until),
             DEFAULT_WARMUP_SECONDS,
@@ -230,4 +237,49 @@ fn main() {
             path.display()
         );
     }
+}
+
+/// Trains, prints each epoch, and saves the model in `out_dir`.
+fn train(
+    plans: &[stan_core::schema::ColumnPlan],
+    values: &[ColumnValues],
+    keys: &[u64],
+    options: &TrainOptions,
+    device: tch::Device,
+    out_dir: &std::path::Path,
+) -> (TableCodec, ModelConfig, Vec<u8>, usize) {
+    let t = Instant::now();
+    let mut progress = |p: Progress| {
+        if let Progress::Epoch(e) = p {
+            println!(
+                "epoch {:>3}: train {:.4} val {:.4} {:.0} windows/s, {:.0} s",
+                e.epoch, e.train_loss, e.validation_loss, e.windows_per_s, e.elapsed_s
+            );
+        }
+        Ok(())
+    };
+    let trained = train_model(plans, values, keys, options, device, &mut progress).unwrap();
+    println!(
+        "training: {:.1} s, {} epochs ({}), best validation {:.4}, {} streams",
+        t.elapsed().as_secs_f64(),
+        trained.summary.epochs_run,
+        trained.summary.stopped_by,
+        trained.summary.best_validation_loss,
+        trained.streams
+    );
+    let saved = serde_json::json!({
+        "codec": trained.codec,
+        "config": trained.config,
+        "streams": trained.streams,
+        "options": trained.options,
+        "summary": trained.summary,
+    });
+    std::fs::write(out_dir.join("model.json"), saved.to_string()).unwrap();
+    std::fs::write(out_dir.join("weights.bin"), &trained.weights).unwrap();
+    (
+        trained.codec,
+        trained.config,
+        trained.weights,
+        trained.streams,
+    )
 }

@@ -65,6 +65,10 @@ pub struct TrainOptions {
     /// cycles over two days (`codec::time::Clock::fit`). Off: the daily clock.
     #[serde(default)]
     pub two_day_clock: bool,
+    /// A generated stream waits no longer than the training stream it follows ever did
+    /// (`codec::TableCodec::stream_max_gaps`). Off in models stored before the option existed.
+    #[serde(default)]
+    pub stream_max_gap: bool,
 }
 
 /// `cosine`: from the learning rate down to 5 % of it along a half cosine over the training
@@ -107,6 +111,7 @@ impl Default for TrainOptions {
             balance_by: None,
             relative_counts: true,
             two_day_clock: false,
+            stream_max_gap: true,
         }
     }
 }
@@ -172,6 +177,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("exact_high_ports", "true or false"),
     ("relative_counts", "true or false"),
     ("two_day_clock", "true or false"),
+    ("stream_max_gap", "true or false"),
     ("stream_addresses", "true or false"),
     (
         "balance_by",
@@ -258,6 +264,7 @@ impl TrainOptions {
                 "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
                 "relative_counts" => o.relative_counts = boolean(k, v)?,
                 "two_day_clock" => o.two_day_clock = boolean(k, v)?,
+                "stream_max_gap" => o.stream_max_gap = boolean(k, v)?,
                 "stream_addresses" => o.stream_addresses = boolean(k, v)?,
                 "balance_by" => {
                     o.balance_by = match v {
@@ -331,6 +338,10 @@ mod tests {
         let o = TrainOptions::parse(&json!({"two_day_clock": true})).unwrap();
         assert!(o.two_day_clock);
         assert!(TrainOptions::parse(&json!({"two_day_clock": 2})).is_err());
+        assert!(TrainOptions::default().stream_max_gap);
+        let o = TrainOptions::parse(&json!({"stream_max_gap": false})).unwrap();
+        assert!(!o.stream_max_gap);
+        assert!(TrainOptions::parse(&json!({"stream_max_gap": "yes"})).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn train_model(
     device: Device,
     progress: &mut dyn FnMut(Progress) -> Result<()>,
 ) -> Result<TrainedModel> {
-    let (codec, encoded) = TableCodec::fit_with(
+    let (mut codec, encoded) = TableCodec::fit_with(
         plans,
         values,
         stream_keys,
@@ -45,6 +45,7 @@ pub fn train_model(
             stream_addresses: options.stream_addresses,
             relative_counts: options.relative_counts,
             two_day_clock: options.two_day_clock,
+            stream_max_gap: options.stream_max_gap,
         },
     )?;
     let options = &options.resolved(encoded.rows);
@@ -56,6 +57,11 @@ pub fn train_model(
     } else {
         0
     };
+    if streams > 1 && identities == 0 {
+        // Without identities a generated stream follows no training stream in particular, so
+        // no training stream's longest gap is its own.
+        codec.stream_max_gaps.clear();
+    }
     let config = ModelConfig {
         attributes: codec.attributes(),
         window: options.window,
@@ -177,7 +183,11 @@ impl Generator {
             // thousands of streams) each step recomputes them instead.
             let keep = streams.saturating_mul(cpu.activation_bytes()) <= 256 << 20;
             let lanes = (0..streams)
-                .map(|s| Lane::new(&cpu, s, 0.0, run_span, seed, keep).keeping(codec.kept_value(s)))
+                .map(|s| {
+                    Lane::new(&cpu, s, 0.0, run_span, seed, keep)
+                        .keeping(codec.kept_value(s))
+                        .waiting_at_most(codec.max_gap_z(s))
+                })
                 .collect();
             let threads = tch::get_num_threads().max(1) as usize;
             Engine::Cpu(Box::new(CpuSampler::new(
@@ -200,7 +210,8 @@ impl Generator {
                     codec.clock(),
                     &codec.pairs,
                 )
-                .keeping(|s| codec.kept_value(s)),
+                .keeping(|s| codec.kept_value(s))
+                .waiting_at_most(|s| codec.max_gap_z(s)),
             ))
         };
         Ok(Generator {

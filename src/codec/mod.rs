@@ -193,6 +193,13 @@ pub struct TableCodec {
     /// (then a generated stream keeps the first own address it draws).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_addresses: Vec<u32>,
+    /// Each training stream's longest gap in seconds (its first row's time since the table's
+    /// start counts as one), in stream order, when asked for (`FitOptions::stream_max_gap`)
+    /// and there are at most `MAX_KEPT_ADDRESSES` streams: generated stream s waits no longer
+    /// than training stream (s mod n) ever did (`max_gap_z`). Empty: only the table's longest
+    /// gap bounds a wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_max_gaps: Vec<f64>,
 }
 
 /// Streams beyond this many keep no list of their addresses (the codec stays small); the same
@@ -273,6 +280,8 @@ pub struct FitOptions {
     pub relative_counts: bool,
     /// The time of day may cycle over two days (`time::Clock::fit`); else it is daily.
     pub two_day_clock: bool,
+    /// Each stream's longest gap is kept (`TableCodec::stream_max_gaps`).
+    pub stream_max_gap: bool,
 }
 
 impl TableCodec {
@@ -413,11 +422,28 @@ impl TableCodec {
             Some(own) if own.len() <= MAX_KEPT_ADDRESSES => own.clone(),
             _ => vec![],
         };
+        let stream_max_gaps = if options.stream_max_gap && stream_starts.len() <= MAX_KEPT_ADDRESSES
+        {
+            let ends = stream_starts.iter().skip(1).copied().chain([rows]);
+            stream_starts
+                .iter()
+                .zip(ends)
+                .map(|(&first, end)| {
+                    order[first..end]
+                        .iter()
+                        .map(|&r| gaps[r])
+                        .fold(0.0, f64::max)
+                })
+                .collect()
+        } else {
+            vec![]
+        };
         let mut codec = TableCodec {
             columns,
             ratios,
             pairs: vec![],
             stream_addresses,
+            stream_max_gaps,
         };
         let encoded = codec.encode(values, &order, &gaps, &times, stream_starts, own.as_deref())?;
         codec.pairs = codec.fit_pairs(&encoded, min_category_count);
@@ -520,6 +546,17 @@ impl TableCodec {
             Codec::Gap { clock, .. } => *clock,
             _ => unreachable!("the order column comes first"),
         }
+    }
+
+    /// The gap head's z-score above which generated stream `stream` may not wait (see
+    /// `stream_max_gaps`); infinite when the codec keeps no gaps per stream.
+    pub fn max_gap_z(&self, stream: usize) -> f32 {
+        if self.stream_max_gaps.is_empty() {
+            return f32::INFINITY;
+        }
+        let (scale, _, _) = self.gap_scale();
+        let longest = self.stream_max_gaps[training_stream(stream, self.stream_max_gaps.len())];
+        scale.to_z(longest.ln_1p())
     }
 
     /// Seconds to the next row of a stream, from the gap head's z-score.

@@ -593,3 +593,62 @@ fn a_stored_order_codec_without_a_clock_reads_as_daily() {
     let read: Codec = serde_json::from_value(stored).unwrap();
     assert!(matches!(read, Codec::Gap { clock, .. } if clock == time::Clock::DAILY));
 }
+
+/// Each stream's longest gap (its first row's time since the table's start counts as one) is
+/// kept when asked for, and bounds the gap head's z-score of every generated stream that
+/// follows it.
+#[test]
+fn each_stream_keeps_its_longest_gap() {
+    let plans = plan_columns(
+        &[
+            info("te", "timestamp without time zone"),
+            info("n", "integer"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let t0 = 1_460_332_800.0;
+    // Stream 0: gaps 0, 10, 10, 80; stream 1: 5, 500, 5; stream 2: one row, 1,000 s in.
+    let rows = [
+        (0, 0.0),
+        (0, 10.0),
+        (0, 20.0),
+        (0, 100.0),
+        (1, 5.0),
+        (1, 505.0),
+        (1, 510.0),
+        (2, 1000.0),
+    ];
+    let values = vec![
+        ColumnValues::Float(rows.iter().map(|r| Some(t0 + r.1)).collect()),
+        ColumnValues::Int(rows.iter().map(|_| Some(1)).collect()),
+    ];
+    let keys: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    let fit = |stream_max_gap| {
+        let options = FitOptions {
+            stream_max_gap,
+            ..FitOptions::default()
+        };
+        TableCodec::fit_with(&plans, &values, &keys, 1, options)
+            .unwrap()
+            .0
+    };
+    let codec = fit(true);
+    assert_eq!(codec.stream_max_gaps, vec![80.0, 500.0, 1000.0]);
+    for (stream, longest) in [(0, 80.0), (1, 500.0), (2, 1000.0), (4, 500.0)] {
+        let z = codec.max_gap_z(stream);
+        let back = codec.gap_seconds(z);
+        assert!(
+            (back - longest).abs() < 1e-3 * longest,
+            "stream {stream}: {back}"
+        );
+        // (The table's longest gap, 1,000 s, caps every gap anyway.)
+        if longest < 1000.0 {
+            assert!(codec.gap_seconds(z + 0.01) > longest);
+        }
+    }
+    let unbounded = fit(false);
+    assert!(unbounded.stream_max_gaps.is_empty());
+    assert_eq!(unbounded.max_gap_z(0), f32::INFINITY);
+}

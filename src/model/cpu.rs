@@ -950,12 +950,20 @@ struct LaneState {
     clock: f64,
     /// The stream's own value (its address's octets), given or once drawn; empty before.
     own: Vec<f32>,
+    /// The gap head's largest z-score for this stream (`super::capped_gap`).
+    max_gap_z: f32,
 }
 
 impl Lane {
     /// The stream keeps this own value (`AttributeSpec::own_value`) from its first row.
     pub fn keeping(mut self, own: Vec<f32>) -> Lane {
         self.state.own = own;
+        self
+    }
+
+    /// The stream waits no longer than this gap z-score (`super::capped_gap`).
+    pub fn waiting_at_most(mut self, max_gap_z: f32) -> Lane {
+        self.state.max_gap_z = max_gap_z;
         self
     }
 
@@ -993,6 +1001,7 @@ impl Lane {
                 rng,
                 clock,
                 own: Vec::new(),
+                max_gap_z: f32::INFINITY,
             },
             end,
         }
@@ -1020,6 +1029,12 @@ impl Policy for Sampling<'_> {
                 return kept;
             }
         }
+        // Head 0 is the order attribute's gap head (the order column comes first).
+        let max = if h == 0 {
+            self.lanes[r].max_gap_z
+        } else {
+            f32::INFINITY
+        };
         let rng = &mut self.lanes[r].rng;
         match head.classes {
             None => {
@@ -1027,7 +1042,7 @@ impl Policy for Sampling<'_> {
                 let c = sample_logits(&out[..m], &ONES[..m], rng);
                 let z: f32 = rng.sample(StandardNormal);
                 let sd = out[2 * m + c].clamp(-7.0, 5.0).exp();
-                out[m + c] + sd * z
+                super::capped_gap(out[m + c] + sd * z, max)
             }
             Some(classes) => {
                 let pairs = &net.pairs[head.slot];
@@ -1472,6 +1487,52 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    /// A bounded stream's gaps stay within its bound, while an unbounded stream of the same
+    /// network draws beyond it.
+    #[test]
+    fn a_stream_waits_no_longer_than_its_bound() {
+        tch::manual_seed(4);
+        let net = StanNet::new(
+            small_config(vec![order(), categorical("pr", &[3])], 4),
+            Device::Cpu,
+        );
+        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        let bound = -0.5;
+        let mut lanes = vec![
+            Lane::new(&cpu, 0, 0.0, 1e9, 5, true).waiting_at_most(bound),
+            Lane::new(&cpu, 1, 0.0, 1e9, 5, true),
+        ];
+        let mut scratch = Scratch::default();
+        let (mut bounded, mut beyond) = (0, 0);
+        for _ in 0..200 {
+            let rows = step_lanes(
+                &cpu,
+                &mut scratch,
+                &mut lanes,
+                0.0,
+                &|_: f32| 1.0,
+                Clock::DAILY,
+            );
+            for row in rows {
+                if row.stream == 0 {
+                    assert!(
+                        row.slots[0] <= bound,
+                        "gap z {} above {bound}",
+                        row.slots[0]
+                    );
+                    bounded += 1;
+                } else if row.slots[0] > bound {
+                    beyond += 1;
+                }
+            }
+        }
+        assert_eq!(bounded, 200);
+        assert!(
+            beyond > 20,
+            "the unbounded stream drew {beyond} of 200 gaps above the bound"
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Sampler {
     alive: Vec<bool>,
     /// Per stream, its own value once drawn (`AttributeSpec::own_value`); empty before.
     own: Vec<Vec<f32>>,
+    /// Per stream, the gap head's largest z-score (`super::capped_gap`).
+    max_gap_z: Vec<f32>,
     start: f64,
     span: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64>,
@@ -84,6 +86,7 @@ impl Sampler {
             clock: vec![0.0; streams],
             alive: vec![true; streams],
             own: vec![Vec::new(); streams],
+            max_gap_z: vec![f32::INFINITY; streams],
             start,
             span,
             gap_seconds,
@@ -97,6 +100,12 @@ impl Sampler {
     /// row (empty: it keeps the first it draws).
     pub fn keeping(mut self, own: impl Fn(usize) -> Vec<f32>) -> Sampler {
         self.own = (0..self.streams).map(own).collect();
+        self
+    }
+
+    /// Stream s waits no longer than the gap z-score `max(s)` (`super::capped_gap`).
+    pub fn waiting_at_most(mut self, max: impl Fn(usize) -> f32) -> Sampler {
+        self.max_gap_z = (0..self.streams).map(max).collect();
         self
     }
 
@@ -139,9 +148,16 @@ impl Sampler {
                             let (mean, sd) = (to_vec(&mean)?, to_vec(&sd)?);
                             let m = config.mixtures;
                             for r in 0..b {
+                                // Slot 0 is the gap (the order column comes first).
+                                let max = if slot == 0 {
+                                    self.max_gap_z[r]
+                                } else {
+                                    f32::INFINITY
+                                };
                                 let c = pick(&w[r * m..(r + 1) * m], None, &mut self.rng);
                                 let z: f32 = self.rng.sample(StandardNormal);
-                                current[r * width + slot] = mean[r * m + c] + sd[r * m + c] * z;
+                                current[r * width + slot] =
+                                    super::capped_gap(mean[r * m + c] + sd[r * m + c] * z, max);
                             }
                         }
                         HeadSpec::Softmax { classes, .. } => {
@@ -321,6 +337,39 @@ mod tests {
             Clock::DAILY.features(30.0 * 3_600.0)
         );
         assert!(!sampler.finished());
+    }
+
+    /// As on the CPU: a bounded stream's gaps stay within its bound, an unbounded one's do not.
+    #[test]
+    fn torch_sampler_bounds_a_streams_gaps() {
+        tch::manual_seed(4);
+        let net = StanNet::new(
+            small_config(vec![order(), categorical("pr", &[3])], 3),
+            Device::Cpu,
+        );
+        let bound = -0.5;
+        let mut sampler = Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), Clock::DAILY, &[])
+            .waiting_at_most(|s| if s == 0 { bound } else { f32::INFINITY });
+        let (mut bounded, mut beyond) = (0, 0);
+        for _ in 0..100 {
+            for row in sampler.step().unwrap() {
+                if row.stream == 0 {
+                    assert!(
+                        row.slots[0] <= bound,
+                        "gap z {} above {bound}",
+                        row.slots[0]
+                    );
+                    bounded += 1;
+                } else if row.slots[0] > bound {
+                    beyond += 1;
+                }
+            }
+        }
+        assert_eq!(bounded, 100);
+        assert!(
+            beyond > 10,
+            "the unbounded stream drew {beyond} of 100 gaps above the bound"
+        );
     }
 
     /// As on the CPU: a stream's flagged ("own") address is drawn once, then kept.

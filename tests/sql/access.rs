@@ -367,6 +367,22 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         "ports of the 2000-2099 bin come back as 2048 exactly"
     );
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
+    // stream_max_gap (a default): the model keeps each stream's longest gap (one stream here),
+    // and no generated gap is longer.
+    let kept = one_i64(&mut c, "SELECT jsonb_array_length(codecs->'stream_max_gaps') FROM stan.models WHERE name = 'ports'");
+    assert_eq!(kept, 1);
+    let longest = one_f64(
+        &mut c,
+        "SELECT (codecs->'stream_max_gaps'->>0)::float8 FROM stan.models WHERE name = 'ports'",
+    );
+    let generated = one_f64(
+        &mut c,
+        "SELECT max(g) FROM (SELECT extract(epoch FROM te - lag(te) OVER (ORDER BY te))::float8 AS g FROM fake) s",
+    );
+    assert!(
+        generated <= longest + 1.0,
+        "a generated gap of {generated} s, the longest in training {longest} s"
+    );
     // two_day_clock: six hours of rows leave most of the day unseen, so the time of day cycles
     // over two days; the model stores that clock and generates with it. Without it: daily.
     c.batch_execute(
