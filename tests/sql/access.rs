@@ -369,7 +369,7 @@ fn max_rows_reads_a_sample_of_whole_streams() {
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
     // stream_max_gap (a default): the model keeps each stream's longest gap (one stream here),
     // and no generated gap is longer.
-    let kept = one_i64(&mut c, "SELECT jsonb_array_length(codecs->'stream_max_gaps') FROM stan.models WHERE name = 'ports'");
+    let kept = one_i64(&mut c, "SELECT jsonb_array_length(codecs->'stream_max_gaps')::int8 FROM stan.models WHERE name = 'ports'");
     assert_eq!(kept, 1);
     let longest = one_f64(
         &mut c,
