@@ -367,21 +367,36 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         "ports of the 2000-2099 bin come back as 2048 exactly"
     );
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
-    // stream_max_gap (a default): the model keeps each stream's longest gap (one stream here),
-    // and no generated gap is longer.
-    let kept = one_i64(&mut c, "SELECT jsonb_array_length(codecs->'stream_max_gaps')::int8 FROM stan.models WHERE name = 'ports'");
-    assert_eq!(kept, 1);
-    let longest = one_f64(
-        &mut c,
-        "SELECT (codecs->'stream_max_gaps'->>0)::float8 FROM stan.models WHERE name = 'ports'",
+    // stream_max_gap (a default): each stream's gaps are capped at the longest of the training
+    // stream it follows. Every host but training stream 0's falls silent for two hours, so the
+    // table's longest gap (which caps every gap anyway) is far above stream 0's; a generated
+    // stream 0 never waits longer than stream 0 did.
+    c.batch_execute(&format!(
+        "SELECT stan_train('flows', model => 'probe', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 1}}');
+         CREATE TABLE gappy AS SELECT * FROM flows;
+         DELETE FROM gappy
+          WHERE ({SIM_HOST}) <> '0.0.0.0'::inet + (SELECT (codecs->'stream_addresses'->>0)::int8 FROM stan.models WHERE name = 'probe')
+            AND te >= (SELECT min(te) FROM flows) + interval '1 hour'
+            AND te < (SELECT min(te) FROM flows) + interval '3 hours';
+         SELECT stan_train('gappy', model => 'gappy', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 1}}');"
+    ))
+    .unwrap();
+    let longest = |c: &mut postgres::Client, which: &str| {
+        one_f64(c, &format!("SELECT {which} FROM stan.models, jsonb_array_elements_text(codecs->'stream_max_gaps') WITH ORDINALITY g(gap, i) WHERE name = 'gappy'"))
+    };
+    let first = longest(&mut c, "max(gap::float8) FILTER (WHERE i = 1)");
+    assert!(
+        longest(&mut c, "max(gap::float8)") > 3_600.0 && first < 3_600.0,
+        "stream 0 waited {first} s at most, the others two hours"
     );
     let generated = one_f64(
         &mut c,
-        "SELECT max(g) FROM (SELECT extract(epoch FROM te - lag(te) OVER (ORDER BY te))::float8 AS g FROM fake) s",
+        "SELECT max(g) FROM (SELECT extract(epoch FROM te - lag(te) OVER (ORDER BY te))::float8 AS g
+           FROM stan_generate(NULL::gappy, '1 day', model => 'gappy', seed => 1, streams => 1)) s",
     );
     assert!(
-        generated <= longest + 1.0,
-        "a generated gap of {generated} s, the longest in training {longest} s"
+        generated <= first + 1.0,
+        "a generated gap of {generated} s, the stream's longest in training {first} s"
     );
     // two_day_clock: six hours of rows leave most of the day unseen, so the time of day cycles
     // over two days; the model stores that clock and generates with it. Without it: daily.
