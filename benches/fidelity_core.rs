@@ -115,14 +115,7 @@ fn main() {
         .iter()
         .map(|p| header.iter().position(|h| *h == p.name).unwrap())
         .collect();
-    let mut values: Vec<ColumnValues> = plans
-        .iter()
-        .map(|p| match (p.kind, p.read_as) {
-            (Kind::Skip, _) | (_, ReadAs::Text) => ColumnValues::Text(vec![]),
-            (_, ReadAs::Int | ReadAs::Ipv4) => ColumnValues::Int(vec![]),
-            _ => ColumnValues::Float(vec![]),
-        })
-        .collect();
+    let mut values: Vec<ColumnValues> = plans.iter().map(ColumnValues::empty_for).collect();
     let column = |n: &str| {
         header
             .iter()

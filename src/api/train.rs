@@ -215,14 +215,7 @@ pub(crate) fn read_table(
     }
     let relname = relation_name(relation);
     let query = format!("SELECT {} FROM {relname}", select.join(", "));
-    let mut values: Vec<ColumnValues> = plans
-        .iter()
-        .map(|p| match (p.kind, p.read_as) {
-            (Kind::Skip, _) | (_, ReadAs::Text) => ColumnValues::Text(vec![]),
-            (_, ReadAs::Int | ReadAs::Ipv4) => ColumnValues::Int(vec![]),
-            _ => ColumnValues::Float(vec![]),
-        })
-        .collect();
+    let mut values: Vec<ColumnValues> = plans.iter().map(ColumnValues::empty_for).collect();
     let mut keys = Vec::new();
     Spi::connect(|client| {
         let mut cursor = client

@@ -35,6 +35,16 @@ pub enum ColumnValues {
 }
 
 impl ColumnValues {
+    /// No values yet, of the kind a reader hands over for `plan` (NULL text for a skipped
+    /// column).
+    pub fn empty_for(plan: &ColumnPlan) -> ColumnValues {
+        match (plan.kind, plan.read_as) {
+            (Kind::Skip, _) | (_, ReadAs::Text) => ColumnValues::Text(vec![]),
+            (_, ReadAs::Int | ReadAs::Ipv4) => ColumnValues::Int(vec![]),
+            _ => ColumnValues::Float(vec![]),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             ColumnValues::Float(v) => v.len(),

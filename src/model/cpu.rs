@@ -1244,7 +1244,7 @@ impl CpuSampler {
 mod tests {
     use super::*;
     use crate::model::spec::fixtures::{
-        assert_own_values_kept, categorical, numeric, order, small_config,
+        assert_own_values_kept, categorical, numeric, order, small_config, tally_capped_gaps,
     };
     use crate::model::{AttributeSpec, ModelConfig};
     use tch::Device;
@@ -1505,7 +1505,7 @@ mod tests {
             Lane::new(&cpu, 1, 0.0, 1e9, 5, true),
         ];
         let mut scratch = Scratch::default();
-        let (mut bounded, mut beyond) = (0, 0);
+        let mut tally = (0, 0);
         for _ in 0..200 {
             let rows = step_lanes(
                 &cpu,
@@ -1515,19 +1515,13 @@ mod tests {
                 &|_: f32| 1.0,
                 Clock::DAILY,
             );
-            for row in rows {
-                if row.stream == 0 {
-                    assert!(
-                        row.slots[0] <= bound,
-                        "gap z {} above {bound}",
-                        row.slots[0]
-                    );
-                    bounded += 1;
-                } else if row.slots[0] > bound {
-                    beyond += 1;
-                }
-            }
+            tally_capped_gaps(
+                rows.iter().map(|r| (r.stream, r.slots[0])),
+                bound,
+                &mut tally,
+            );
         }
+        let (bounded, beyond) = tally;
         assert_eq!(bounded, 200);
         assert!(
             beyond > 20,

@@ -211,6 +211,24 @@ pub(crate) mod fixtures {
         assert!(others.len() > 5, "{others:?}");
     }
 
+    /// For the samplers' gap-cap tests: `rows` are (stream, gap z-score) pairs of one step;
+    /// stream 0's must stay within `bound` (counted in `tally.0`), the other streams' gaps
+    /// above it are counted in `tally.1`.
+    pub fn tally_capped_gaps(
+        rows: impl IntoIterator<Item = (usize, f32)>,
+        bound: f32,
+        tally: &mut (usize, usize),
+    ) {
+        for (stream, z) in rows {
+            if stream == 0 {
+                assert!(z <= bound, "gap z {z} above {bound}");
+                tally.0 += 1;
+            } else if z > bound {
+                tally.1 += 1;
+            }
+        }
+    }
+
     /// A network over `attributes` with a `window`-row window and distinct small widths (so a
     /// transposed weight shows up as a wrong result, not a coincidence).
     pub fn small_config(attributes: Vec<AttributeSpec>, window: usize) -> ModelConfig {
