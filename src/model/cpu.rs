@@ -1454,16 +1454,19 @@ mod tests {
         }
     }
 
-    /// Addresses with a flag for "the stream's own": every row a stream flags holds the same
-    /// address, in either column, while unflagged addresses vary from row to row.
-    /// Each generated row carries the time of day of the model's clock at its own time.
-    #[test]
-    fn rows_carry_the_time_of_day_of_the_models_clock() {
+    /// A CPU network over the time and one three-valued category, with a 4-row window.
+    fn time_and_protocol() -> CpuNet {
         let net = StanNet::new(
             small_config(vec![order(), categorical("pr", &[3])], 4),
             Device::Cpu,
         );
-        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        CpuNet::from_net(&net, &[]).unwrap()
+    }
+
+    /// Each generated row carries the time of day of the model's clock at its own time.
+    #[test]
+    fn rows_carry_the_time_of_day_of_the_models_clock() {
+        let cpu = time_and_protocol();
         let clock = Clock {
             period: 2.0 * 86_400.0,
             origin: 0.0,
@@ -1494,11 +1497,7 @@ mod tests {
     #[test]
     fn a_stream_waits_no_longer_than_its_bound() {
         tch::manual_seed(4);
-        let net = StanNet::new(
-            small_config(vec![order(), categorical("pr", &[3])], 4),
-            Device::Cpu,
-        );
-        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        let cpu = time_and_protocol();
         let bound = -0.5;
         let mut lanes = vec![
             Lane::new(&cpu, 0, 0.0, 1e9, 5, true).waiting_at_most(bound),
@@ -1529,6 +1528,8 @@ mod tests {
         );
     }
 
+    /// Addresses with a flag for "the stream's own": every row a stream flags holds the same
+    /// address, in either column, while unflagged addresses vary from row to row.
     #[test]
     fn a_stream_keeps_its_own_address() {
         tch::manual_seed(3);
