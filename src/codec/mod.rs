@@ -123,12 +123,19 @@ pub enum Codec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         per: Option<usize>,
     },
-    /// Floats: optionally log(1 + x - min) scaled, kept within [min, max].
+    /// Floats, kept within [min, max], scaled as they are or, when heavy-tailed, as
+    /// ln(1 + (x - min) / step). `decimals`: every training value had at most this many decimal
+    /// places (durations in milliseconds: 3), which makes the step (0.001 s) and the precision
+    /// of generated values. Counting in steps, like a count column, keeps a mass of values at
+    /// `min` (zero-length flows) apart from the smallest values above it, so that it comes back
+    /// as exactly `min`. Models stored before it have none: a step of 1, no rounding.
     Continuous {
         log: bool,
         min: f64,
         max: f64,
         scale: Scale,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decimals: Option<i32>,
     },
     /// Not modelled; generated as NULL.
     Skip,
@@ -753,10 +760,18 @@ impl TableCodec {
                         });
                     }
                     Codec::Continuous {
-                        log, min, scale, ..
+                        log,
+                        min,
+                        scale,
+                        decimals,
+                        ..
                     } => {
                         let x = vals.as_f64(r).expect("non-null");
-                        row[v] = scale.to_z(if *log { (x - min).ln_1p() } else { x });
+                        row[v] = scale.to_z(if *log {
+                            number::log_steps(x, *min, *decimals)
+                        } else {
+                            x
+                        });
                     }
                     Codec::Skip => unreachable!(),
                 }
@@ -821,9 +836,21 @@ impl TableCodec {
                     min,
                     max,
                     scale,
+                    decimals,
                 } => {
                     let raw = scale.from_z(slots[v]);
-                    let x = if *log { raw.exp_m1() + min } else { raw }.clamp(*min, *max);
+                    let x = if *log {
+                        number::from_log_steps(raw, *min, *decimals)
+                    } else {
+                        raw
+                    }
+                    .clamp(*min, *max);
+                    let x = match decimals {
+                        // Dividing by an exact power of ten gives the double nearest the
+                        // decimal, which prints as that decimal.
+                        Some(d) => (x * 10f64.powi(*d)).round() / 10f64.powi(*d),
+                        None => x,
+                    };
                     Some(format_continuous(x, col))
                 }
                 Codec::Skip => None,
@@ -1125,8 +1152,9 @@ fn fit_continuous(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Res
     sorted.sort_by(f64::total_cmp);
     let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
     let log = number::is_heavy_tailed(&sorted);
+    let decimals = number::decimal_places(&sorted);
     let scale = if log {
-        Scale::fit(sorted.iter().map(|x| (x - min).ln_1p()))
+        Scale::fit(sorted.iter().map(|&x| number::log_steps(x, min, decimals)))
     } else {
         Scale::fit(sorted.iter().copied())
     };
@@ -1135,6 +1163,7 @@ fn fit_continuous(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Res
         min,
         max,
         scale,
+        decimals,
     })
 }
 

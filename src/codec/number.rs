@@ -39,9 +39,61 @@ pub fn is_heavy_tailed(sorted: &[f64]) -> bool {
     q(0.99) > 20.0 * (q(0.5).abs() + 1e-9) || q(1.0) > 1000.0 * (q(0.5).abs() + 1.0)
 }
 
+/// The most decimal places (at most [`MAX_DECIMAL_PLACES`]) any of `values` has, or None when
+/// some value has more: the precision a source records (durations in milliseconds: 3).
+pub fn decimal_places(values: &[f64]) -> Option<i32> {
+    (0..=MAX_DECIMAL_PLACES).find(|&d| {
+        let factor = 10f64.powi(d);
+        values.iter().all(|x| {
+            let scaled = x * factor;
+            // A decimal's nearest double, scaled, lands within a few units in the last place.
+            (scaled - scaled.round()).abs() <= 8.0 * f64::EPSILON * scaled.abs().max(1.0)
+        })
+    })
+}
+
+/// A heavy-tailed value's model scale: ln(1 + the steps of `decimals` places it is above `min`).
+pub fn log_steps(x: f64, min: f64, decimals: Option<i32>) -> f64 {
+    ((x - min) * steps_per_unit(decimals)).ln_1p()
+}
+
+/// The inverse of [`log_steps`].
+pub fn from_log_steps(u: f64, min: f64, decimals: Option<i32>) -> f64 {
+    u.exp_m1() / steps_per_unit(decimals) + min
+}
+
+fn steps_per_unit(decimals: Option<i32>) -> f64 {
+    decimals.map_or(1.0, |d| 10f64.powi(d))
+}
+
+/// Finer than microseconds counts as full precision.
+pub const MAX_DECIMAL_PLACES: i32 = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_places_are_those_the_values_have() {
+        assert_eq!(decimal_places(&[0.0, 5.0, 104.0]), Some(0));
+        assert_eq!(decimal_places(&[0.0, 1.372, 22.052, 0.1 + 0.2]), Some(3));
+        assert_eq!(decimal_places(&[0.5, 2.25]), Some(2));
+        assert_eq!(decimal_places(&[1e-6, 3.0]), Some(6));
+        assert_eq!(decimal_places(&[1.0 / 3.0]), None);
+        assert_eq!(decimal_places(&[1e-7]), None);
+        assert_eq!(decimal_places(&[]), Some(0));
+    }
+
+    /// Counted in steps of the last decimal place, zero and the smallest values above it lie
+    /// far apart on the log scale (ln 5 for 0 and 4 ms, against 0.004 in seconds).
+    #[test]
+    fn log_steps_count_the_last_decimal_place() {
+        for x in [0.0, 0.004, 1.372, 30_000.5] {
+            assert!((from_log_steps(log_steps(x, 0.0, Some(3)), 0.0, Some(3)) - x).abs() < 1e-9);
+            assert_eq!(log_steps(x, 0.0, None), x.ln_1p());
+        }
+        assert!((log_steps(0.004, 0.0, Some(3)) - 5f64.ln()).abs() < 1e-12);
+    }
 
     #[test]
     fn scale_round_trips() {

@@ -690,3 +690,64 @@ fn a_codec_reads_back_exactly_from_its_json_text() {
     let read: TableCodec = serde_json::from_str(&text).unwrap();
     assert_eq!(read, codec);
 }
+
+/// Generated durations keep the precision the training values had (milliseconds here), so a
+/// duration drawn next to zero comes out as exactly zero, as most real UDP flows' do; values
+/// recorded at full precision are not rounded.
+#[test]
+fn continuous_values_keep_the_training_precision() {
+    let plans = plan_columns(
+        &[
+            info("te", "timestamp without time zone"),
+            info("td", "double precision"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let fit = |td: Vec<f64>| {
+        let values = vec![
+            ColumnValues::Float((0..td.len()).map(|i| Some(1e9 + i as f64)).collect()),
+            ColumnValues::Float(td.into_iter().map(Some).collect()),
+        ];
+        TableCodec::fit(&plans, &values, &[], 1).unwrap().0
+    };
+    let milliseconds = fit((0..400)
+        .map(|i| [0.0, 0.004, 1.372, 22.052][i % 4] * (i / 4) as f64)
+        .collect());
+    let full = fit((0..400).map(|i| i as f64 / 3.0).collect());
+    let Codec::Continuous { decimals, .. } = milliseconds.columns[1].codec else {
+        panic!("td is continuous")
+    };
+    assert_eq!(decimals, Some(3));
+    assert!(matches!(
+        full.columns[1].codec,
+        Codec::Continuous { decimals: None, .. }
+    ));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let draw = |codec: &TableCodec, z: f32, rng: &mut rand_chacha::ChaCha8Rng| -> f64 {
+        // The gap's three slots, then the duration's.
+        let out = codec.decode_row(&[0.0, 0.0, 1.0, z], 1e9, rng);
+        out[1].as_deref().unwrap().parse().unwrap()
+    };
+    let zero_z = {
+        let Codec::Continuous { scale, log, .. } = &milliseconds.columns[1].codec else {
+            unreachable!()
+        };
+        assert!(*log);
+        scale.to_z(number::log_steps(4e-7, 0.0, Some(3)))
+    };
+    assert_eq!(draw(&milliseconds, zero_z, &mut rng), 0.0);
+    let mut unrounded = 0;
+    for step in 0..40 {
+        let z = -1.5 + step as f32 / 10.0;
+        let ms = draw(&milliseconds, z, &mut rng) * 1e3;
+        assert!((ms - ms.round()).abs() < 1e-6, "{ms} ms at z {z}");
+        let thirds = draw(&full, z, &mut rng) * 1e3;
+        unrounded += usize::from((thirds - thirds.round()).abs() > 1e-6);
+    }
+    assert!(
+        unrounded > 30,
+        "only {unrounded} of 40 full-precision values off the grid"
+    );
+}

@@ -79,6 +79,21 @@ fn generated_data_follows_the_training_table() {
         ratio > 0.6 && ratio < 1.5,
         "synthetic/real rows over the same span: {ratio}"
     );
+    // The simulator records durations in milliseconds, and so does the model; zero-length flows
+    // come back as exactly zero, about as often.
+    let finer = one_f64(
+        &mut c,
+        "SELECT count(*)::float8 FROM fake_flows WHERE td::numeric <> round(td::numeric, 3)",
+    );
+    assert_eq!(finer, 0.0, "durations finer than a millisecond");
+    let zero = |c: &mut postgres::Client, t: &str| {
+        one_f64(c, &format!("SELECT avg((td = 0)::int)::float8 FROM {t}"))
+    };
+    let (real_zero, fake_zero) = (zero(&mut c, "flows"), zero(&mut c, "fake_flows"));
+    assert!(
+        (real_zero - fake_zero).abs() < 0.05,
+        "zero durations: real {real_zero}, synthetic {fake_zero}"
+    );
 
     // On a sample large enough to average out bursts (4x the streams), the protocol mix is
     // within 2 points of the training table's, and TCP flows keep bytes >= 40 * packets at the
