@@ -653,20 +653,21 @@ fn each_stream_keeps_its_longest_gap() {
     assert_eq!(unbounded.max_gap_z(0), f32::INFINITY);
 }
 
+/// The plans of a table of times and durations (`double precision`).
+fn time_and_duration() -> Vec<ColumnPlan> {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("td", "double precision"),
+    ];
+    plan_columns(&cols, None, &[]).unwrap()
+}
+
 /// A stored model's codec is read back from its JSON text bit for bit, so that a seed makes the
 /// same rows from a stored model as from the one just trained. Without serde_json's
 /// `float_roundtrip`, about one number in eleven came back a unit in the last place off.
 #[test]
 fn a_codec_reads_back_exactly_from_its_json_text() {
-    let plans = plan_columns(
-        &[
-            info("te", "timestamp without time zone"),
-            info("td", "double precision"),
-        ],
-        None,
-        &[],
-    )
-    .unwrap();
+    let plans = time_and_duration();
     // 64 streams whose longest gaps (kept per stream) and durations have many digits.
     let (mut te, mut td, mut keys) = (vec![], vec![], vec![]);
     for stream in 0..64u64 {
@@ -696,15 +697,7 @@ fn a_codec_reads_back_exactly_from_its_json_text() {
 /// recorded at full precision are not rounded.
 #[test]
 fn continuous_values_keep_the_training_precision() {
-    let plans = plan_columns(
-        &[
-            info("te", "timestamp without time zone"),
-            info("td", "double precision"),
-        ],
-        None,
-        &[],
-    )
-    .unwrap();
+    let plans = time_and_duration();
     let fit = |td: Vec<f64>| {
         let values = vec![
             ColumnValues::Float((0..td.len()).map(|i| Some(1e9 + i as f64)).collect()),
