@@ -845,13 +845,10 @@ impl TableCodec {
                         raw
                     }
                     .clamp(*min, *max);
-                    let x = match decimals {
-                        // Dividing by an exact power of ten gives the double nearest the
-                        // decimal, which prints as that decimal.
-                        Some(d) => (x * 10f64.powi(*d)).round() / 10f64.powi(*d),
-                        None => x,
-                    };
-                    Some(format_continuous(x, col))
+                    Some(format_continuous(
+                        number::round_to_places(x, *decimals),
+                        col,
+                    ))
                 }
                 Codec::Skip => None,
             };

@@ -62,6 +62,18 @@ pub fn from_log_steps(u: f64, min: f64, decimals: Option<i32>) -> f64 {
     u.exp_m1() / steps_per_unit(decimals) + min
 }
 
+/// `x` rounded to `decimals` places (as it is without). Dividing by an exact power of ten gives
+/// the double nearest the decimal, which prints as that decimal.
+pub fn round_to_places(x: f64, decimals: Option<i32>) -> f64 {
+    match decimals {
+        Some(_) => {
+            let steps = steps_per_unit(decimals);
+            (x * steps).round() / steps
+        }
+        None => x,
+    }
+}
+
 fn steps_per_unit(decimals: Option<i32>) -> f64 {
     decimals.map_or(1.0, |d| 10f64.powi(d))
 }
