@@ -178,7 +178,7 @@ impl Generator {
         let (run_start, run_span) = (start - warmup_seconds, span_seconds + warmup_seconds);
         let gap = Box::new(move |z| gap_codec.gap_seconds(z));
         let engine = if device == Device::Cpu {
-            let cpu = CpuNet::from_net(&net, &codec.pairs)?;
+            let cpu = CpuNet::from_net(&net, &codec.pairs)?.drawing_within(&codec.value_ranges);
             // Kept convolution outputs save work per step; beyond 256 MB of them (tens of
             // thousands of streams) each step recomputes them instead.
             let keep = streams.saturating_mul(cpu.activation_bytes()) <= 256 << 20;
@@ -211,7 +211,8 @@ impl Generator {
                     &codec.pairs,
                 )
                 .keeping(|s| codec.kept_value(s))
-                .waiting_at_most(|s| codec.max_gap_z(s)),
+                .waiting_at_most(|s| codec.max_gap_z(s))
+                .drawing_within(&codec.value_ranges),
             ))
         };
         Ok(Generator {

@@ -217,6 +217,10 @@ pub struct TableCodec {
     /// gap bounds a wait.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_max_gaps: Vec<f64>,
+    /// The training z-scores of each count and continuous column (see `ValueRange`). Empty in
+    /// models stored before it existed: their values are only clamped when decoded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_ranges: Vec<ValueRange>,
 }
 
 /// Streams beyond this many keep no list of their addresses (the codec stays small); the same
@@ -262,6 +266,36 @@ pub struct RatioBound {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<(usize, String)>,
 }
+
+/// The z-scores a count or continuous column's value slot took in training. Generated values
+/// keep to it (`model::draw_within`): a draw beyond an end is drawn again, except at an end where
+/// training rows pile up (`censored`: zero-length flows, one-packet flows), where it takes that
+/// end's value, as the mixture learned that point mass by putting about half a component beyond
+/// the end.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ValueRange {
+    pub slot: usize,
+    pub low: f32,
+    pub high: f32,
+    pub low_censored: bool,
+    pub high_censored: bool,
+}
+
+impl ValueRange {
+    /// No bounds: every draw is kept.
+    pub const fn unbounded(slot: usize) -> ValueRange {
+        ValueRange {
+            slot,
+            low: f32::NEG_INFINITY,
+            high: f32::INFINITY,
+            low_censored: false,
+            high_censored: false,
+        }
+    }
+}
+
+/// An end of a value range where at least this share of the training values sit is censored.
+const CENSORED_SHARE: f64 = 0.01;
 
 /// Category columns with at most this many values also get per-value ratio bounds.
 const MAX_RATIO_CONDITIONS: usize = 32;
@@ -461,9 +495,11 @@ impl TableCodec {
             pairs: vec![],
             stream_addresses,
             stream_max_gaps,
+            value_ranges: vec![],
         };
         let encoded = codec.encode(values, &order, &gaps, &times, stream_starts, own.as_deref())?;
         codec.pairs = codec.fit_pairs(&encoded, min_category_count);
+        codec.value_ranges = codec.fit_value_ranges(&encoded);
         Ok((codec, encoded))
     }
 
@@ -584,6 +620,37 @@ impl TableCodec {
             _ => f64::INFINITY,
         };
         scale.from_z(z).exp_m1().clamp(0.0, max)
+    }
+
+    /// Value ranges from the encoded training rows (see ValueRange); NULLs do not count.
+    fn fit_value_ranges(&self, encoded: &EncodedTable) -> Vec<ValueRange> {
+        let width = self.slot_width();
+        self.columns
+            .iter()
+            .zip(self.layout())
+            .filter(|(c, _)| matches!(c.codec, Codec::Count { .. } | Codec::Continuous { .. }))
+            .filter_map(|(_, l)| {
+                let values: Vec<f32> = encoded
+                    .slots
+                    .chunks_exact(width)
+                    .filter(|row| l.null_slot.is_none_or(|n| row[n] < 0.5))
+                    .map(|row| row[l.value_slot])
+                    .collect();
+                let low = values.iter().copied().fold(f32::INFINITY, f32::min);
+                let high = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let piled_up = |end: f32| {
+                    let at = values.iter().filter(|&&z| z == end).count();
+                    at as f64 >= CENSORED_SHARE * values.len() as f64
+                };
+                (low <= high).then(|| ValueRange {
+                    slot: l.value_slot,
+                    low,
+                    high,
+                    low_censored: piled_up(low),
+                    high_censored: piled_up(high),
+                })
+            })
+            .collect()
     }
 
     /// Pair masks from the encoded training rows (see PairMask).

@@ -744,3 +744,69 @@ fn continuous_values_keep_the_training_precision() {
         "only {unrounded} of 40 full-precision values off the grid"
     );
 }
+
+/// Each count and continuous column keeps the range of z-scores of its training values
+/// (generated values are drawn within it, `model::draw_within`), and the ends of that range
+/// decode to the training minimum and maximum. A column with NULLs keeps its value slot's. An
+/// end where many training values sit is censored (`ValueRange`).
+#[test]
+fn value_ranges_span_the_training_values() {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("td", "double precision"),
+        info("pkt", "bigint"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 500;
+    let td: Vec<Option<f64>> = (0..n)
+        .map(|i| (i % 9 != 0).then(|| (i % 4 != 0) as u8 as f64 * (i * i % 997) as f64 / 8.0))
+        .collect();
+    let pkt: Vec<Option<i64>> = (0..n).map(|i| Some(2 + (i as i64 * 37) % 9000)).collect();
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(1e9 + i as f64)).collect()),
+        ColumnValues::Float(td.clone()),
+        ColumnValues::Int(pkt.clone()),
+    ];
+    let (codec, _) = TableCodec::fit(&plans, &values, &[], 1).unwrap();
+    assert!(codec.columns[1].nullable && !codec.columns[2].nullable);
+    // The gap's three slots, the duration's NULL flag and value, the packets' value.
+    let slots: Vec<usize> = codec.value_ranges.iter().map(|r| r.slot).collect();
+    assert_eq!(slots, [4, 5]);
+    // A quarter of the durations are zero: that end is censored; no other end is piled up.
+    let censored: Vec<(bool, bool)> = codec
+        .value_ranges
+        .iter()
+        .map(|r| (r.low_censored, r.high_censored))
+        .collect();
+    assert_eq!(censored, [(true, false), (false, false)]);
+    let decode_at = |end: fn(&ValueRange) -> f32| {
+        let mut row = vec![0f32; codec.slot_width()];
+        for range in &codec.value_ranges {
+            row[range.slot] = end(range);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let out = codec.decode_row(&row, 1e9, &mut rng);
+        let number = |c: usize| out[c].as_deref().unwrap().parse::<f64>().unwrap();
+        (number(1), number(2))
+    };
+    let td_seen = td.iter().flatten();
+    let td_span = (
+        td_seen.clone().copied().fold(f64::INFINITY, f64::min),
+        td_seen.copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let pkt_span = (
+        pkt.iter().flatten().min().copied().unwrap() as f64,
+        pkt.iter().flatten().max().copied().unwrap() as f64,
+    );
+    assert!(td_span.1 > 100.0 && pkt_span.1 > 8000.0);
+    assert_eq!(decode_at(|r| r.low), (td_span.0, pkt_span.0));
+    let (td_high, pkt_high) = decode_at(|r| r.high);
+    assert!(
+        (td_high - td_span.1).abs() < 1e-9,
+        "{td_high} vs {}",
+        td_span.1
+    );
+    assert_eq!(pkt_high, pkt_span.1);
+    // A value beyond the range is clamped when decoded, so the range is where values differ.
+    assert_eq!(decode_at(|r| r.high + 1.0), (td_high, pkt_high));
+}

@@ -17,7 +17,7 @@ use super::net::StanNet;
 use super::sample::SampledRow;
 use super::spec::{training_stream, HeadSpec};
 use crate::codec::time::Clock;
-use crate::codec::PairMask;
+use crate::codec::{PairMask, ValueRange};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -111,6 +111,8 @@ pub struct CpuNet {
     head_b: Vec<f32>,
     contributions: Vec<Contribution>,
     pairs: Vec<Vec<PairMask>>,
+    /// Per slot: the z-scores a value head's draws keep to (`super::draw_within`).
+    value_ranges: Vec<ValueRange>,
     /// 0..k: the rows a full convolution computes.
     all_rows: Vec<usize>,
 }
@@ -388,8 +390,17 @@ impl CpuNet {
             head_b,
             contributions,
             pairs,
+            value_ranges: (0..width).map(ValueRange::unbounded).collect(),
             all_rows: (0..k).collect(),
         })
+    }
+
+    /// Value heads draw within these ranges (`super::draw_within`); others are left unbounded.
+    pub fn drawing_within(mut self, ranges: &[ValueRange]) -> CpuNet {
+        for range in ranges.iter().filter(|r| r.slot < self.width) {
+            self.value_ranges[range.slot] = *range;
+        }
+        self
     }
 
     /// The identity generated stream `stream` follows (empty without identities).
@@ -1039,10 +1050,14 @@ impl Policy for Sampling<'_> {
         match head.classes {
             None => {
                 let m = net.mixtures;
-                let c = sample_logits(&out[..m], &ONES[..m], rng);
-                let z: f32 = rng.sample(StandardNormal);
-                let sd = out[2 * m + c].clamp(-7.0, 5.0).exp();
-                super::capped_gap(out[m + c] + sd * z, max)
+                let range = &net.value_ranges[head.slot];
+                let z = super::draw_within(range, || {
+                    let c = sample_logits(&out[..m], &ONES[..m], rng);
+                    let z: f32 = rng.sample(StandardNormal);
+                    let sd = out[2 * m + c].clamp(-7.0, 5.0).exp();
+                    out[m + c] + sd * z
+                });
+                super::capped_gap(z, max)
             }
             Some(classes) => {
                 let pairs = &net.pairs[head.slot];
@@ -1244,7 +1259,8 @@ impl CpuSampler {
 mod tests {
     use super::*;
     use crate::model::spec::fixtures::{
-        assert_own_values_kept, categorical, numeric, order, small_config, tally_capped_gaps,
+        assert_drawn_within, assert_own_values_kept, categorical, fixed_mixture_net, numeric,
+        order, small_config, tally_capped_gaps,
     };
     use crate::model::{AttributeSpec, ModelConfig};
     use tch::Device;
@@ -1526,6 +1542,42 @@ mod tests {
             beyond > 20,
             "the unbounded stream drew {beyond} of 200 gaps above the bound"
         );
+    }
+
+    /// Value heads keep to their column's training range (`super::draw_within`), while the
+    /// same network without ranges draws outside it.
+    #[test]
+    fn values_are_drawn_within_their_training_range() {
+        let net = fixed_mixture_net(4);
+        // The gap's three slots, then the duration's.
+        let range = ValueRange {
+            slot: 3,
+            low: -1.5,
+            high: 3.5,
+            ..ValueRange::unbounded(3)
+        };
+        let draws = |cpu: &CpuNet| -> Vec<f32> {
+            let mut lanes = vec![Lane::new(cpu, 0, 0.0, 1e9, 7, true)];
+            let mut scratch = Scratch::default();
+            (0..400)
+                .flat_map(|_| {
+                    step_lanes(
+                        cpu,
+                        &mut scratch,
+                        &mut lanes,
+                        0.0,
+                        &|_: f32| 1.0,
+                        Clock::DAILY,
+                    )
+                })
+                .map(|row| row.slots[3])
+                .collect()
+        };
+        let cpu = CpuNet::from_net(&net, &[]).unwrap();
+        let unbounded = draws(&cpu);
+        let bounded = draws(&cpu.drawing_within(&[range]));
+        assert_eq!(bounded.len(), 400);
+        assert_drawn_within(&bounded, &unbounded);
     }
 
     /// Addresses with a flag for "the stream's own": every row a stream flags holds the same

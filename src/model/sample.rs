@@ -6,7 +6,7 @@
 use super::net::{mdn_parts, StanNet};
 use super::spec::HeadSpec;
 use crate::codec::time::Clock;
-use crate::codec::PairMask;
+use crate::codec::{PairMask, ValueRange};
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,6 +41,8 @@ pub struct Sampler {
     allowed: Vec<Vec<f32>>,
     /// Per slot: the pair masks that restrict it by an earlier slot's value.
     pairs: Vec<Vec<PairMask>>,
+    /// Per slot: the z-scores a value head's draws keep to (`super::draw_within`).
+    value_ranges: Vec<ValueRange>,
     rng: ChaCha8Rng,
 }
 
@@ -80,6 +82,7 @@ impl Sampler {
         Sampler {
             allowed,
             pairs,
+            value_ranges: (0..width).map(ValueRange::unbounded).collect(),
             streams,
             window: vec![0.0; streams * k * width],
             valid: vec![0.0; streams * k],
@@ -106,6 +109,15 @@ impl Sampler {
     /// Stream s waits no longer than the gap z-score `max(s)` (`super::capped_gap`).
     pub fn waiting_at_most(mut self, max: impl Fn(usize) -> f32) -> Sampler {
         self.max_gap_z = (0..self.streams).map(max).collect();
+        self
+    }
+
+    /// Value heads draw within these ranges (`super::draw_within`); others are left unbounded.
+    pub fn drawing_within(mut self, ranges: &[ValueRange]) -> Sampler {
+        let width = self.value_ranges.len();
+        for range in ranges.iter().filter(|r| r.slot < width) {
+            self.value_ranges[range.slot] = *range;
+        }
         self
     }
 
@@ -154,10 +166,14 @@ impl Sampler {
                                 } else {
                                     f32::INFINITY
                                 };
-                                let c = pick(&w[r * m..(r + 1) * m], None, &mut self.rng);
-                                let z: f32 = self.rng.sample(StandardNormal);
-                                current[r * width + slot] =
-                                    super::capped_gap(mean[r * m + c] + sd[r * m + c] * z, max);
+                                let range = &self.value_ranges[slot];
+                                let rng = &mut self.rng;
+                                let z = super::draw_within(range, || {
+                                    let c = pick(&w[r * m..(r + 1) * m], None, rng);
+                                    let z: f32 = rng.sample(StandardNormal);
+                                    mean[r * m + c] + sd[r * m + c] * z
+                                });
+                                current[r * width + slot] = super::capped_gap(z, max);
                             }
                         }
                         HeadSpec::Softmax { classes, .. } => {
@@ -302,7 +318,8 @@ fn pick(weights: &[f32], allowed: Option<&[f32]>, rng: &mut impl Rng) -> usize {
 mod tests {
     use super::*;
     use crate::model::spec::fixtures::{
-        assert_own_values_kept, categorical, order, small_config, tally_capped_gaps,
+        assert_drawn_within, assert_own_values_kept, categorical, fixed_mixture_net, order,
+        small_config, tally_capped_gaps,
     };
     use tch::Device;
 
@@ -367,6 +384,29 @@ mod tests {
             beyond > 10,
             "the unbounded stream drew {beyond} of 100 gaps above the bound"
         );
+    }
+
+    /// As on the CPU: value heads keep to their column's training range.
+    #[test]
+    fn torch_sampler_draws_values_within_their_range() {
+        let draws = |ranges: &[ValueRange]| -> Vec<f32> {
+            let net = fixed_mixture_net(3);
+            let mut sampler =
+                Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), Clock::DAILY, &[])
+                    .drawing_within(ranges);
+            (0..200)
+                .flat_map(|_| sampler.step().unwrap())
+                .map(|row| row.slots[3])
+                .collect()
+        };
+        let bounded = draws(&[ValueRange {
+            slot: 3,
+            low: -1.5,
+            high: 3.5,
+            ..ValueRange::unbounded(3)
+        }]);
+        assert_eq!(bounded.len(), 400);
+        assert_drawn_within(&bounded, &draws(&[]));
     }
 
     /// As on the CPU: a stream's flagged ("own") address is drawn once, then kept.

@@ -196,6 +196,38 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// A test network whose only value attribute (1, after the order) is `numeric("td")`, with
+    /// that head fixed to the mixture ½ N(-1, 1) + ½ N(3, 1) whatever the window holds: 69 % of
+    /// its mass lies in [-1.5, 3.5].
+    pub fn fixed_mixture_net(window: usize) -> crate::model::StanNet {
+        let net = crate::model::StanNet::new(
+            small_config(vec![order(), numeric("td")], window),
+            tch::Device::Cpu,
+        );
+        let vars = net.vs.variables();
+        tch::no_grad(|| {
+            let _ = vars["head.a1h0.out.weight"].shallow_clone().zero_();
+            let bias = tch::Tensor::from_slice(&[0f32, 0.0, -1.0, 3.0, 0.0, 0.0]);
+            vars["head.a1h0.out.bias"].shallow_clone().copy_(&bias);
+        });
+        net
+    }
+
+    /// Draws of a fixed mixture (`fixed_mixture_net`) kept to [-1.5, 3.5] (`bounded`) and not
+    /// (`unbounded`): all of the first inside, without a pile-up at the ends (drawn again, not
+    /// clamped), and many of the second outside.
+    pub fn assert_drawn_within(bounded: &[f32], unbounded: &[f32]) {
+        let outside = |v: &[f32]| v.iter().filter(|&&z| !(-1.5..=3.5).contains(&z)).count();
+        assert_eq!(outside(bounded), 0, "{bounded:?}");
+        let ends = bounded.iter().filter(|&&z| z == -1.5 || z == 3.5).count();
+        assert_eq!(ends, 0, "values clamped to an end of the range");
+        let share = outside(unbounded) as f64 / unbounded.len() as f64;
+        assert!(
+            (0.2..0.45).contains(&share),
+            "{share} of unbounded draws outside"
+        );
+    }
+
     /// Per stream, the own values it flagged (`own`), and every unflagged value (`others`): each
     /// stream flagged often and always the same value, while unflagged values vary.
     pub fn assert_own_values_kept(own: &[Vec<Vec<f32>>], mut others: Vec<Vec<f32>>) {
