@@ -251,10 +251,11 @@ impl PairMask {
 }
 
 /// `columns[numerator] / columns[denominator]` stayed within [min, max] in every training row
-/// where both were present and the denominator positive. Generated rows keep it: the later
-/// count is clamped into the bounds the earlier one implies, as a count is kept within its
-/// observed range. (A mixture's tails would otherwise give, say, TCP flows under 40 bytes per
-/// packet.)
+/// where both were present and the denominator positive. The numerator is a count; the
+/// denominator an earlier count or continuous column (packets per second of duration).
+/// Generated rows keep it: the count is clamped into the bounds the earlier value implies, as
+/// a count is kept within its observed range. (A mixture's tails would otherwise give, say,
+/// TCP flows under 40 bytes per packet, or a million packets in under a second.)
 /// With `given`, the bound held in the rows where that category column had that value (bytes
 /// per packet of TCP flows), and applies to generated rows with that value.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -853,11 +854,39 @@ impl TableCodec {
         })
     }
 
+    /// Count column `column`'s decoded value `x`, moved into each of its ratio bounds whose
+    /// condition holds (`RatioBound`); `numbers` and `out` hold the columns decoded before it.
+    /// A count is decoded after the columns its bounds refer to (categories come first, and a
+    /// denominator precedes its numerator), so a later count per unit of it (bytes per packet)
+    /// scales with the value kept.
+    fn keep_ratios(
+        &self,
+        column: usize,
+        mut x: i64,
+        numbers: &[Option<f64>],
+        out: &[Option<String>],
+    ) -> i64 {
+        for r in self.ratios.iter().filter(|r| r.numerator == column) {
+            if let Some((given, value)) = &r.given {
+                if out.get(*given).and_then(Option::as_deref) != Some(value.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(den) = numbers[r.denominator].filter(|&d| d > 0.0) {
+                let low = (r.min * den).ceil() as i64;
+                let high = (r.max * den).floor() as i64;
+                x = x.clamp(low, high.max(low));
+            }
+        }
+        x
+    }
+
     /// Turns one generated row of slots into text values (None for NULL), one per column, in
     /// this codec's column order. `epoch` is the row's absolute time.
     pub fn decode_row(&self, slots: &[f32], epoch: f64, rng: &mut impl Rng) -> Vec<Option<String>> {
         let mut out = Vec::with_capacity(self.columns.len());
-        let mut counts: Vec<Option<i64>> = vec![None; self.columns.len()];
+        // Decoded counts and continuous values, for the ratio bounds of later counts.
+        let mut numbers: Vec<Option<f64>> = vec![None; self.columns.len()];
         let mut slot = 0;
         for (c, col) in self.columns.iter().enumerate() {
             // The same walk as `layout`, without allocating.
@@ -891,12 +920,13 @@ impl TableCodec {
                     per,
                 } => {
                     let u = scale.from_z(slots[v]).exp_m1();
-                    let x = match per.and_then(|d| counts[d]) {
-                        Some(d) => (u * d as f64).round() as i64,
+                    let x = match per.and_then(|d| numbers[d]) {
+                        Some(d) => (u * d).round() as i64,
                         None => (u.round() as i64).saturating_add(*min),
                     };
-                    counts[c] = Some(x.clamp(*min, *max));
-                    counts[c].map(|x| x.to_string())
+                    let x = self.keep_ratios(c, x.clamp(*min, *max), &numbers, &out);
+                    numbers[c] = Some(x as f64);
+                    Some(x.to_string())
                 }
                 Codec::Continuous {
                     log,
@@ -912,32 +942,13 @@ impl TableCodec {
                         raw
                     }
                     .clamp(*min, *max);
-                    Some(format_continuous(
-                        number::round_to_places(x, *decimals),
-                        col,
-                    ))
+                    let x = number::round_to_places(x, *decimals);
+                    numbers[c] = Some(x);
+                    Some(format_continuous(x, col))
                 }
                 Codec::Skip => None,
             };
             out.push(text);
-        }
-        for r in &self.ratios {
-            if let Some((column, value)) = &r.given {
-                if out[*column].as_deref() != Some(value.as_str()) {
-                    continue;
-                }
-            }
-            if let (Some(num), Some(den)) = (counts[r.numerator], counts[r.denominator]) {
-                if den > 0 {
-                    let low = (r.min * den as f64).ceil() as i64;
-                    let high = (r.max * den as f64).floor() as i64;
-                    if num < low || num > high {
-                        let fixed = num.clamp(low, high.max(low));
-                        counts[r.numerator] = Some(fixed);
-                        out[r.numerator] = Some(fixed.to_string());
-                    }
-                }
-            }
         }
         out
     }
@@ -1055,6 +1066,15 @@ fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBoun
     let counts: Vec<usize> = (0..columns.len())
         .filter(|&c| matches!(columns[c].codec, Codec::Count { .. }))
         .collect();
+    // A count's denominators: earlier counts, and earlier continuous columns other than
+    // timestamps (packets per second of duration).
+    let denominators: Vec<usize> = (0..columns.len())
+        .filter(|&c| match columns[c].codec {
+            Codec::Count { .. } => true,
+            Codec::Continuous { .. } => columns[c].read_as != ReadAs::Epoch,
+            _ => false,
+        })
+        .collect();
     let conditions: Vec<(usize, &Vec<String>)> = columns
         .iter()
         .enumerate()
@@ -1066,8 +1086,8 @@ fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBoun
         })
         .collect();
     let mut out = Vec::new();
-    for (i, &den) in counts.iter().enumerate() {
-        for &num in &counts[i + 1..] {
+    for &den in &denominators {
+        for &num in counts.iter().filter(|&&num| num > den) {
             let ratio = |r: usize| match (values[den].as_f64(r), values[num].as_f64(r)) {
                 (Some(d), Some(n)) if d > 0.0 => Some(n / d),
                 _ => None,

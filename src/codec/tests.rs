@@ -810,3 +810,72 @@ fn value_ranges_span_the_training_values() {
     // A value beyond the range is clamped when decoded, so the range is where values differ.
     assert_eq!(decode_at(|r| r.high + 1.0), (td_high, pkt_high));
 }
+
+/// A count keeps the rate per unit of an earlier continuous column seen in training (packets
+/// per second of duration), and a count per unit of it (bytes per packet) follows the packets
+/// kept: no flow of a million packets in under a second.
+#[test]
+fn counts_keep_their_rate_per_unit_of_an_earlier_continuous_column() {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("td", "double precision"),
+        info("pkt", "bigint"),
+        info("byt", "bigint"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 500;
+    // 10-14 packets a second over 1-49 s; 40-46 bytes a packet.
+    let td: Vec<f64> = (0..n).map(|i| 1.0 + (i * 13 % 97) as f64 / 2.0).collect();
+    let pkt: Vec<i64> = (0..n)
+        .map(|i| (td[i] * (10.0 + (i * 7 % 41) as f64 / 10.0)).round() as i64)
+        .collect();
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(1e9 + i as f64)).collect()),
+        ColumnValues::Float(td.iter().map(|&t| Some(t)).collect()),
+        ColumnValues::Int(pkt.iter().map(|&p| Some(p)).collect()),
+        ColumnValues::Int((0..n).map(|i| Some(pkt[i] * (40 + i as i64 % 7))).collect()),
+    ];
+    let options = FitOptions {
+        relative_counts: true,
+        ..FitOptions::default()
+    };
+    let (codec, enc) = TableCodec::fit_with(&plans, &values, &[], 1, options).unwrap();
+    assert!(matches!(codec.columns[2].codec, Codec::Count { .. }));
+    let rate = codec
+        .ratios
+        .iter()
+        .find(|r| (r.numerator, r.denominator) == (2, 1))
+        .expect("a bound on packets per second");
+    let rates = (0..n).map(|i| pkt[i] as f64 / td[i]);
+    assert_eq!(rate.min, rates.clone().fold(f64::INFINITY, f64::min));
+    assert_eq!(rate.max, rates.fold(f64::NEG_INFINITY, f64::max));
+    assert!(rate.max < 15.0);
+    // A training row with the most packets seen, whatever its duration.
+    let width = codec.slot_width();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let most_packets = codec
+        .value_ranges
+        .iter()
+        .find(|r| r.slot == 4)
+        .unwrap()
+        .high;
+    let max_packets = *pkt.iter().max().unwrap() as f64;
+    let mut held_back = 0;
+    // One stream in time order: encoded row r is training row r.
+    for (r, training_row) in enc.slots.chunks_exact(width).take(50).enumerate() {
+        let mut row = training_row.to_vec();
+        row[4] = most_packets;
+        let out = codec.decode_row(&row, 1e9, &mut rng);
+        let number = |c: usize| out[c].as_deref().unwrap().parse::<f64>().unwrap();
+        let (seconds, packets, bytes) = (number(1), number(2), number(3));
+        let allowed = (rate.max * seconds).floor();
+        assert_eq!(packets, allowed.min(max_packets), "{seconds} s");
+        held_back += usize::from(allowed < max_packets);
+        // The row's own bytes per packet, times the packets kept.
+        assert_eq!(bytes, packets * (40 + r % 7) as f64, "row {r}");
+    }
+    assert!(
+        held_back > 40,
+        "only {held_back} of 50 rows held back by the rate"
+    );
+}
