@@ -340,6 +340,66 @@ mod tests {
         )
     }
 
+    /// Generated values keep to their training range without piling up at its ends: a draw
+    /// beyond an end is drawn again (`model::draw_within`), where clamping it left many rows at
+    /// exactly the smallest and largest training value. Two epochs leave the mixture wide.
+    #[test]
+    fn generated_values_do_not_pile_up_at_the_training_extremes() {
+        let rows = 3600;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        // Full precision (no rounding), crowded towards the low end, one value at each end.
+        let x: Vec<f64> = (0..rows)
+            .map(|_| 10.0 * rng.random::<f64>().powi(3) + 0.1)
+            .collect();
+        let (low, high) = (
+            x.iter().copied().fold(f64::INFINITY, f64::min),
+            x.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        let values = vec![
+            ColumnValues::Float((0..rows).map(|r| Some(1.46e9 + r as f64)).collect()),
+            ColumnValues::Float(x.into_iter().map(Some).collect()),
+        ];
+        let plans = [
+            plan("t", ReadAs::Epoch, Kind::Order),
+            plan("x", ReadAs::Float, Kind::Continuous),
+        ];
+        let options = TrainOptions {
+            epochs: 2,
+            seed: 1,
+            ..TrainOptions::default()
+        };
+        let trained =
+            train_model(&plans, &values, &[], &options, Device::Cpu, &mut |_| Ok(())).unwrap();
+        let mut generator = Generator::new(
+            trained.codec,
+            trained.config,
+            &trained.weights,
+            Device::Cpu,
+            3600.0,
+            2,
+            5,
+            None,
+            0.0,
+        )
+        .unwrap();
+        let (mut total, mut at_ends) = (0usize, 0usize);
+        while let Some(row) = generator.next_row().unwrap() {
+            let value: f64 = row[1].as_deref().unwrap().parse().unwrap();
+            assert!(
+                (low..=high).contains(&value),
+                "{value} outside [{low}, {high}]"
+            );
+            total += 1;
+            at_ends += usize::from(value == low || value == high);
+        }
+        assert!(total > 1000, "{total} rows");
+        // Drawn again: 5 of 7,211 (the 16th draw still outside, clamped); clamped: 1,273 of 7,206.
+        assert!(
+            at_ends * 200 <= total,
+            "{at_ends} of {total} rows at an end of the range"
+        );
+    }
+
     /// Streams with few rows come out of training with one identity between them (the one they
     /// trained together), the others with their own.
     #[test]
