@@ -281,6 +281,32 @@ mod tests {
         .unwrap()
     }
 
+    /// Trains on `values` (no stream keys), then generates `span_seconds` with `streams`
+    /// streams from seed 5, without a warm-up: every generated row.
+    fn train_and_generate(
+        plans: &[ColumnPlan],
+        values: &[ColumnValues],
+        options: &TrainOptions,
+        span_seconds: f64,
+        streams: usize,
+    ) -> Vec<Vec<Option<String>>> {
+        let trained =
+            train_model(plans, values, &[], options, Device::Cpu, &mut |_| Ok(())).unwrap();
+        let mut generator = Generator::new(
+            trained.codec,
+            trained.config,
+            &trained.weights,
+            Device::Cpu,
+            span_seconds,
+            streams,
+            5,
+            None,
+            0.0,
+        )
+        .unwrap();
+        std::iter::from_fn(|| generator.next_row().unwrap()).collect()
+    }
+
     /// Trains on a row a second for two hours, 0.5 % of them "rare" with x in [5, 6), the rest
     /// "common" with x in [0, 1), balanced by the category, and generates two hours: (share of
     /// rare rows, their mean x).
@@ -312,22 +338,8 @@ mod tests {
             balance_by: Some("kind".into()),
             ..TrainOptions::default()
         };
-        let trained =
-            train_model(&plans, &values, &[], &options, Device::Cpu, &mut |_| Ok(())).unwrap();
-        let mut generator = Generator::new(
-            trained.codec,
-            trained.config,
-            &trained.weights,
-            Device::Cpu,
-            7200.0,
-            1,
-            5,
-            None,
-            0.0,
-        )
-        .unwrap();
         let (mut total, mut rare_rows, mut rare_x) = (0usize, 0usize, 0.0);
-        while let Some(row) = generator.next_row().unwrap() {
+        for row in train_and_generate(&plans, &values, &options, 7200.0, 1) {
             total += 1;
             if row[1].as_deref() == Some("rare") {
                 rare_rows += 1;
@@ -368,22 +380,8 @@ mod tests {
             seed: 1,
             ..TrainOptions::default()
         };
-        let trained =
-            train_model(&plans, &values, &[], &options, Device::Cpu, &mut |_| Ok(())).unwrap();
-        let mut generator = Generator::new(
-            trained.codec,
-            trained.config,
-            &trained.weights,
-            Device::Cpu,
-            3600.0,
-            2,
-            5,
-            None,
-            0.0,
-        )
-        .unwrap();
         let (mut total, mut at_ends) = (0usize, 0usize);
-        while let Some(row) = generator.next_row().unwrap() {
+        for row in train_and_generate(&plans, &values, &options, 3600.0, 2) {
             let value: f64 = row[1].as_deref().unwrap().parse().unwrap();
             assert!(
                 (low..=high).contains(&value),
