@@ -257,9 +257,8 @@ mod tests {
         }
     }
 
-    /// Two epochs on a time column and x = row mod 7, one stream per key.
-    fn quick_model(times: Vec<Option<f64>>, keys: &[u64]) -> TrainedModel {
-        let x = (0..keys.len()).map(|r| Some((r % 7) as f64)).collect();
+    /// A time column and a continuous x, and options for two epochs from seed 1.
+    fn time_and_x_for_two_epochs() -> ([ColumnPlan; 2], TrainOptions) {
         let plans = [
             plan("t", ReadAs::Epoch, Kind::Order),
             plan("x", ReadAs::Float, Kind::Continuous),
@@ -269,6 +268,13 @@ mod tests {
             seed: 1,
             ..TrainOptions::default()
         };
+        (plans, options)
+    }
+
+    /// Two epochs on a time column and x = row mod 7, one stream per key.
+    fn quick_model(times: Vec<Option<f64>>, keys: &[u64]) -> TrainedModel {
+        let x = (0..keys.len()).map(|r| Some((r % 7) as f64)).collect();
+        let (plans, options) = time_and_x_for_two_epochs();
         let values = [ColumnValues::Float(times), ColumnValues::Float(x)];
         train_model(
             &plans,
@@ -371,15 +377,7 @@ mod tests {
             ColumnValues::Float((0..rows).map(|r| Some(1.46e9 + r as f64)).collect()),
             ColumnValues::Float(x.into_iter().map(Some).collect()),
         ];
-        let plans = [
-            plan("t", ReadAs::Epoch, Kind::Order),
-            plan("x", ReadAs::Float, Kind::Continuous),
-        ];
-        let options = TrainOptions {
-            epochs: 2,
-            seed: 1,
-            ..TrainOptions::default()
-        };
+        let (plans, options) = time_and_x_for_two_epochs();
         let (mut total, mut at_ends) = (0usize, 0usize);
         for row in train_and_generate(&plans, &values, &options, 3600.0, 2) {
             let value: f64 = row[1].as_deref().unwrap().parse().unwrap();
