@@ -390,16 +390,14 @@ impl CpuNet {
             head_b,
             contributions,
             pairs,
-            value_ranges: (0..width).map(ValueRange::unbounded).collect(),
+            value_ranges: super::ranges_by_slot(width, &[]),
             all_rows: (0..k).collect(),
         })
     }
 
     /// Value heads draw within these ranges (`super::draw_within`); others are left unbounded.
     pub fn drawing_within(mut self, ranges: &[ValueRange]) -> CpuNet {
-        for range in ranges.iter().filter(|r| r.slot < self.width) {
-            self.value_ranges[range.slot] = *range;
-        }
+        self.value_ranges = super::ranges_by_slot(self.width, ranges);
         self
     }
 

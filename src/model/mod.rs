@@ -32,6 +32,16 @@ pub fn capped_gap(z: f32, max: f32) -> f32 {
     }
 }
 
+/// Per slot of a `width`-slot row, its value range from `ranges` (`codec::TableCodec::
+/// value_ranges`), unbounded where none is given: what both samplers look a head's range up in.
+pub fn ranges_by_slot(width: usize, ranges: &[ValueRange]) -> Vec<ValueRange> {
+    let mut by_slot: Vec<ValueRange> = (0..width).map(ValueRange::unbounded).collect();
+    for range in ranges.iter().filter(|r| r.slot < width) {
+        by_slot[range.slot] = *range;
+    }
+    by_slot
+}
+
 /// Draws of a value head before the last one is clamped into its range instead.
 const VALUE_DRAWS: usize = 16;
 

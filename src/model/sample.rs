@@ -82,7 +82,7 @@ impl Sampler {
         Sampler {
             allowed,
             pairs,
-            value_ranges: (0..width).map(ValueRange::unbounded).collect(),
+            value_ranges: super::ranges_by_slot(width, &[]),
             streams,
             window: vec![0.0; streams * k * width],
             valid: vec![0.0; streams * k],
@@ -114,10 +114,7 @@ impl Sampler {
 
     /// Value heads draw within these ranges (`super::draw_within`); others are left unbounded.
     pub fn drawing_within(mut self, ranges: &[ValueRange]) -> Sampler {
-        let width = self.value_ranges.len();
-        for range in ranges.iter().filter(|r| r.slot < width) {
-            self.value_ranges[range.slot] = *range;
-        }
+        self.value_ranges = super::ranges_by_slot(self.value_ranges.len(), ranges);
         self
     }
 
