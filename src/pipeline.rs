@@ -45,6 +45,7 @@ pub fn train_model(
             stream_addresses: options.stream_addresses,
             relative_counts: options.relative_counts,
             two_day_clock: options.two_day_clock,
+            split_clock: options.split_clock,
             stream_max_gap: options.stream_max_gap,
         },
     )?;
@@ -196,7 +197,7 @@ impl Generator {
                 threads,
                 run_start,
                 gap,
-                codec.clock(),
+                &codec.clocks(),
             )))
         } else {
             Engine::Torch(Box::new(
@@ -207,7 +208,7 @@ impl Generator {
                     run_span,
                     seed,
                     gap,
-                    codec.clock(),
+                    &codec.clocks(),
                     &codec.pairs,
                 )
                 .keeping(|s| codec.kept_value(s))

@@ -113,6 +113,8 @@ mod tests {
                     name: "te".into(),
                     heads: vec![HeadSpec::Mdn],
                     extra_inputs: 2,
+                    window_only_inputs: 0,
+                    current_only_inputs: 0,
                     own_value: false,
                 },
                 AttributeSpec {
@@ -122,6 +124,8 @@ mod tests {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
+                    window_only_inputs: 0,
+                    current_only_inputs: 0,
                     own_value: false,
                 },
             ],

@@ -41,6 +41,9 @@ pub struct StanNet {
     /// [heads × head_hidden, context + features]: the masks above laid over every head's hidden
     /// weights (context columns all 1), so one product computes every head's hidden layer.
     hidden_weight_mask: Tensor,
+    /// [features]: 0 for the features the window does not hold (`spec::Reach::Current`);
+    /// None when it holds them all.
+    window_mask: Option<Tensor>,
 }
 
 impl StanNet {
@@ -158,12 +161,18 @@ impl StanNet {
         let hidden_weight_mask = Tensor::from_slice(&weight_mask)
             .view([masks.len() as i64 * hh, ctx_in + features])
             .to(device);
+        let in_window = config.window_features();
+        let window_mask = in_window.contains(&false).then(|| {
+            let mask: Vec<f32> = in_window.iter().map(|&w| f32::from(u8::from(w))).collect();
+            Tensor::from_slice(&mask).to(device)
+        });
         let flat: Vec<f32> = masks.concat();
         let masks = Tensor::from_slice(&flat)
             .view([masks.len() as i64, features])
             .to(device);
         StanNet {
             hidden_weight_mask,
+            window_mask,
             config,
             vs,
             slot_inputs,
@@ -236,8 +245,11 @@ impl StanNet {
         train: bool,
     ) -> Vec<Tensor> {
         let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
-        let feats =
+        let mut feats =
             self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
+        if let Some(mask) = &self.window_mask {
+            feats = feats * mask;
+        }
         let mut last = feats.select(1, k - 1);
         if let Some(identities) = &self.identities {
             last = Tensor::cat(&[last, identities.forward_t(streams, false)], 1);
@@ -346,7 +358,65 @@ fn mdn_nll(out: &Tensor, target: &Tensor, mixtures: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::fixtures::{categorical, order, small_config};
+    use crate::model::spec::fixtures::{categorical, order, small_config, split_order};
+
+    /// With the split clock, the gap head keeps to the daily clock of the past rows: the content
+    /// clock reaches only the heads after the gap, and only from the current row.
+    #[test]
+    fn the_split_clock_keeps_the_gap_head_on_the_daily_clock() {
+        tch::manual_seed(5);
+        let net = StanNet::new(
+            small_config(vec![split_order(), categorical("pr", &[3])], 3),
+            Device::Cpu,
+        );
+        let (b, k) = (4, 3);
+        let opts = (Kind::Float, Device::Cpu);
+        // Slots: gap, daily sin and cos, content sin and cos, then the protocol's class.
+        let row = |leading: &[i64]| {
+            Tensor::cat(
+                &[
+                    Tensor::randn([leading, &[5]].concat(), opts),
+                    Tensor::randint(3, [leading, &[1]].concat(), opts),
+                ],
+                -1,
+            )
+        };
+        let window = row(&[b, k]);
+        let current = row(&[b]);
+        let valid = Tensor::ones([b, k], opts);
+        let streams = Tensor::zeros([b], (Kind::Int64, Device::Cpu));
+        let outputs = |window: &Tensor, current: &Tensor| {
+            tch::no_grad(|| {
+                let contexts = net.context(window, &valid, &streams, false);
+                let features = net.embed(current);
+                (
+                    net.head_output(0, 0, &contexts, &features),
+                    net.head_output(1, 0, &contexts, &features),
+                )
+            })
+        };
+        let changed = |tensor: &Tensor, slots: i64| {
+            let other = tensor.copy();
+            let dims = tensor.dim() as i64;
+            let part = other.narrow(dims - 1, slots, 2);
+            let _ = part.shallow_clone().copy_(&(part.shallow_clone() + 0.5));
+            other
+        };
+        let differ = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) > 1e-6;
+        let (gap, pr) = outputs(&window, &current);
+        // The window's content clock: no head sees it.
+        let (g, p) = outputs(&changed(&window, 3), &current);
+        assert!(!differ(&gap, &g) && !differ(&pr, &p));
+        // The current row's daily clock: no head sees it.
+        let (g, p) = outputs(&window, &changed(&current, 1));
+        assert!(!differ(&gap, &g) && !differ(&pr, &p));
+        // The window's daily clock: every head sees it.
+        let (g, p) = outputs(&changed(&window, 1), &current);
+        assert!(differ(&gap, &g) && differ(&pr, &p));
+        // The current row's content clock: the heads after the gap see it, the gap head not.
+        let (g, p) = outputs(&window, &changed(&current, 3));
+        assert!(!differ(&gap, &g) && differ(&pr, &p));
+    }
 
     /// The one-product hidden layer used in training gives the losses that running each head
     /// on its masked input gives (the layout generation and `head_output` use).

@@ -20,6 +20,15 @@ pub struct AttributeSpec {
     pub heads: Vec<HeadSpec>,
     /// Input-only features that follow the heads' slots (time of day for the order column).
     pub extra_inputs: usize,
+    /// Of the extra inputs, the last `window_only_inputs + current_only_inputs`: first some that
+    /// only the window of past rows holds (the current row's heads do not see them), then some
+    /// that only the current row's later heads see (zero in the window). The split clock
+    /// (`codec::time::Clock`) gives the gap head the daily time of the past rows and the heads
+    /// after it a clock over two days. 0 for both in models stored before.
+    #[serde(default)]
+    pub window_only_inputs: usize,
+    #[serde(default)]
+    pub current_only_inputs: usize,
     /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream keeps
     /// one own value (a host keeps its address): the one it is given (its training stream's,
     /// from the codec) or else the first it draws. All such attributes share that one value.
@@ -34,6 +43,16 @@ impl AttributeSpec {
     pub fn slots(&self) -> usize {
         self.heads.len() + self.extra_inputs
     }
+}
+
+/// Where a slot's features reach (`ModelConfig::slot_reach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Both,
+    /// Only the window of past rows.
+    Window,
+    /// Only the current row's later heads.
+    Current,
 }
 
 /// Eq. 4 (A: attributes of a row independent given the window) or Eq. 5 (B: each attribute also
@@ -117,6 +136,35 @@ impl ModelConfig {
             })
             .collect()
     }
+    /// Per slot of a row, where its features reach: the window and the current row, or one
+    /// of them (`AttributeSpec::window_only_inputs`, `current_only_inputs`).
+    pub fn slot_reach(&self) -> Vec<Reach> {
+        self.attributes
+            .iter()
+            .flat_map(|attr| {
+                let shared = attr.heads.len() + attr.extra_inputs
+                    - attr.window_only_inputs
+                    - attr.current_only_inputs;
+                std::iter::repeat_n(Reach::Both, shared)
+                    .chain(std::iter::repeat_n(Reach::Window, attr.window_only_inputs))
+                    .chain(std::iter::repeat_n(
+                        Reach::Current,
+                        attr.current_only_inputs,
+                    ))
+            })
+            .collect()
+    }
+    /// Per feature of the embedded row, whether the window of past rows holds it (else it is
+    /// zero there).
+    pub fn window_features(&self) -> Vec<bool> {
+        let mut in_window = vec![true; self.feature_width()];
+        for (&(start, end), reach) in self.slot_feature_ranges().iter().zip(self.slot_reach()) {
+            if reach == Reach::Current {
+                in_window[start..end].fill(false);
+            }
+        }
+        in_window
+    }
     /// Feature range [start, end) of each slot in the embedded row.
     pub fn slot_feature_ranges(&self) -> Vec<(usize, usize)> {
         let mut at = 0;
@@ -148,11 +196,42 @@ impl ModelConfig {
         let ranges = self.slot_feature_ranges();
         let offsets = self.slot_offsets();
         let mut visible = vec![false; self.feature_width()];
+        let reach = self.slot_reach();
         let first_visible_slot = if self.mask == Mask::B { 0 } else { offsets[a] };
-        for &(start, end) in &ranges[first_visible_slot..offsets[a] + h] {
-            visible[start..end].fill(true);
+        for slot in first_visible_slot..offsets[a] + h {
+            if reach[slot] != Reach::Window {
+                let (start, end) = ranges[slot];
+                visible[start..end].fill(true);
+            }
         }
         visible
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{categorical, numeric, small_config, split_order};
+
+    /// With the split clock, the window holds the gap and the daily clock but not the content
+    /// clock; the heads after the gap see the current row's gap and content clock but not its
+    /// daily clock; the gap head sees nothing of the current row.
+    #[test]
+    fn the_split_clock_reaches_the_window_and_the_later_heads_apart() {
+        let config = small_config(
+            vec![split_order(), categorical("pr", &[3]), numeric("byt")],
+            4,
+        );
+        // Features: gap, daily sin, daily cos, content sin, content cos, pr (3 → 3), byt.
+        assert_eq!(config.feature_width(), 1 + 4 + 3 + 1);
+        assert_eq!(
+            config.window_features(),
+            [true, true, true, false, false, true, true, true, true]
+        );
+        assert_eq!(config.visible_features(0, 0), [false; 9]);
+        let after_gap = [true, false, false, true, true, false, false, false, false];
+        assert_eq!(config.visible_features(1, 0), after_gap);
+        let after_pr = [true, false, false, true, true, true, true, true, false];
+        assert_eq!(config.visible_features(2, 0), after_pr);
     }
 }
 
@@ -167,7 +246,21 @@ pub(crate) mod fixtures {
             name: "te".into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 2,
+            window_only_inputs: 0,
+            current_only_inputs: 0,
             own_value: false,
+        }
+    }
+
+    /// The order attribute with the split clock (`codec::Codec::Gap::content_clock`): the gap,
+    /// the daily clock only the window holds, then the content clock only the current row's
+    /// later heads see.
+    pub fn split_order() -> AttributeSpec {
+        AttributeSpec {
+            extra_inputs: 4,
+            window_only_inputs: 2,
+            current_only_inputs: 2,
+            ..order()
         }
     }
 
@@ -183,6 +276,8 @@ pub(crate) mod fixtures {
                 })
                 .collect(),
             extra_inputs: 0,
+            window_only_inputs: 0,
+            current_only_inputs: 0,
             own_value: false,
         }
     }
@@ -192,6 +287,8 @@ pub(crate) mod fixtures {
             name: name.into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 0,
+            window_only_inputs: 0,
+            current_only_inputs: 0,
             own_value: false,
         }
     }
