@@ -530,8 +530,8 @@ impl TableCodec {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
-                    window_only_inputs: 0,
-                    current_only_inputs: 0,
+                    gap_only_inputs: 0,
+                    content_only_inputs: 0,
                     own_value: false,
                 });
             }
@@ -548,8 +548,8 @@ impl TableCodec {
                 name: col.name.clone(),
                 heads: col.value_heads(),
                 extra_inputs,
-                window_only_inputs: split,
-                current_only_inputs: split,
+                gap_only_inputs: split,
+                content_only_inputs: split,
                 own_value: matches!(col.codec, Codec::Ipv4 { own: true, .. }),
             });
         }

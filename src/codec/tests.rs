@@ -604,8 +604,8 @@ fn a_short_span_gets_a_split_clock_when_asked() {
     assert_eq!(
         (
             order.extra_inputs,
-            order.window_only_inputs,
-            order.current_only_inputs
+            order.gap_only_inputs,
+            order.content_only_inputs
         ),
         (4, 2, 2)
     );

@@ -56,6 +56,9 @@ struct Conv {
 }
 
 struct Cnn {
+    /// Features its window does not hold (zero there and in the most recent row its heads
+    /// see): `ModelConfig::window_features`.
+    zeroed: Vec<usize>,
     convs: Vec<Conv>,
     /// Flattened size after the convolutions and the 2×2 max pool.
     flat: usize,
@@ -115,9 +118,6 @@ pub struct CpuNet {
     value_ranges: Vec<ValueRange>,
     /// 0..k: the rows a full convolution computes.
     all_rows: Vec<usize>,
-    /// Features the window does not hold (zero there): the current row's own inputs
-    /// (`spec::Reach::Current`).
-    current_only_features: Vec<usize>,
 }
 
 fn weight(vars: &HashMap<String, Tensor>, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
@@ -199,7 +199,7 @@ impl CpuNet {
                 };
                 heads.push(Head {
                     slot,
-                    cnn: if config.cnn_per_attribute { a } else { 0 },
+                    cnn: config.cnn_of(a),
                     classes,
                     outputs,
                     out_w: transpose(&out_w, outputs, hh),
@@ -215,15 +215,13 @@ impl CpuNet {
             }
         }
 
-        let cnn_count = if config.cnn_per_attribute {
-            config.attributes.len()
-        } else {
-            1
-        };
+        let cnn_count = config.cnn_count();
         let mut cnns = Vec::with_capacity(cnn_count);
         for i in 0..cnn_count {
             let p = if config.cnn_per_attribute {
                 format!("cnn{i}")
+            } else if cnn_count > 1 && i == 0 {
+                "cnn_gap".to_string()
             } else {
                 "cnn".to_string()
             };
@@ -267,6 +265,13 @@ impl CpuNet {
                 )));
             }
             cnns.push(Cnn {
+                zeroed: config
+                    .window_features(i)
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &held)| !held)
+                    .map(|(f, _)| f)
+                    .collect(),
                 convs,
                 flat,
                 pooled,
@@ -395,13 +400,6 @@ impl CpuNet {
             pairs,
             value_ranges: super::ranges_by_slot(width, &[]),
             all_rows: (0..k).collect(),
-            current_only_features: config
-                .window_features()
-                .iter()
-                .enumerate()
-                .filter(|&(_, &in_window)| !in_window)
-                .map(|(f, _)| f)
-                .collect(),
         })
     }
 
@@ -445,9 +443,6 @@ impl CpuNet {
                     out[*start..start + dim].copy_from_slice(&table[c * dim..(c + 1) * dim]);
                 }
             }
-        }
-        for &f in &self.current_only_features {
-            out[f] = 0.0;
         }
     }
 
@@ -494,6 +489,28 @@ impl CpuNet {
         scratch.acc.resize(b * cols, 0.0);
         scratch.ctx.resize(b * ctx_in, 0.0);
         for (ci, cnn) in self.cnns.iter().enumerate() {
+            // A CNN that does not hold some features reads windows with them zeroed.
+            let mut masked: Vec<Vec<f32>> = Vec::new();
+            if !cnn.zeroed.is_empty() {
+                masked = windows
+                    .iter()
+                    .map(|w| {
+                        let mut w = w.to_vec();
+                        for row in w.chunks_exact_mut(f) {
+                            for &z in &cnn.zeroed {
+                                row[z] = 0.0;
+                            }
+                        }
+                        w
+                    })
+                    .collect();
+            }
+            let masked_rows: Vec<&[f32]> = masked.iter().map(Vec::as_slice).collect();
+            let windows: &[&[f32]] = if masked.is_empty() {
+                windows
+            } else {
+                &masked_rows
+            };
             scratch.flat.resize(b * cnn.flat, 0.0);
             for r in 0..b {
                 let flat = &mut scratch.flat[r * cnn.flat..(r + 1) * cnn.flat];
