@@ -178,13 +178,23 @@ impl ModelConfig {
         }
     }
     /// Per feature of the embedded row, whether window CNN `cnn`'s past rows hold it (else it
-    /// is zero there, and in the most recent row its heads see).
+    /// is zero there, and in the most recent row its heads see). With the split clock the gap
+    /// head's CNN holds only the order attribute's gaps and daily clock: the pace follows the
+    /// stream's own rhythm, not what its flows carried (afternoon-like content made a busy
+    /// host's pace run away).
     pub fn window_features(&self, cnn: usize) -> Vec<bool> {
         let gap_cnn = cnn == self.cnn_of(0);
+        let gap_only = gap_cnn && self.split_clock();
+        let order_slots = self.attributes.first().map_or(0, AttributeSpec::slots);
         let mut in_window = vec![true; self.feature_width()];
-        for (&(start, end), reach) in self.slot_feature_ranges().iter().zip(self.slot_reach()) {
+        for (slot, (&(start, end), reach)) in self
+            .slot_feature_ranges()
+            .iter()
+            .zip(self.slot_reach())
+            .enumerate()
+        {
             let held = match reach {
-                Reach::All => true,
+                Reach::All => !gap_only || slot < order_slots,
                 Reach::GapHead => gap_cnn,
                 Reach::OtherHeads => !gap_cnn,
             };
@@ -255,10 +265,11 @@ mod tests {
         // Features: gap, daily sin, daily cos, content sin, content cos, pr (3 → 3), byt.
         assert_eq!(config.feature_width(), 1 + 4 + 3 + 1);
         let (held, zero, rest) = ([true, true], [false, false], [true; 4]);
-        // The gap head's CNN: the daily clock, not the content clock; the others' the reverse.
+        // The gap head's CNN: the gap and the daily clock, nothing else; the other heads' CNN
+        // the gap, the content clock and the rest.
         assert_eq!(
             config.window_features(0),
-            [&[true][..], &held, &zero, &rest].concat()
+            [&[true][..], &held, &zero, &[false; 4]].concat()
         );
         assert_eq!(
             config.window_features(1),
