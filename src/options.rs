@@ -65,10 +65,6 @@ pub struct TrainOptions {
     /// cycles over two days (`codec::time::Clock::fit`). Off: the daily clock.
     #[serde(default)]
     pub two_day_clock: bool,
-    /// The same two-day clock for the heads after the gap only, while the gap head keeps the
-    /// daily one (`codec::Codec::Gap::content_clock`).
-    #[serde(default)]
-    pub split_clock: bool,
     /// A generated stream waits no longer than the training stream it follows ever did
     /// (`codec::TableCodec::stream_max_gaps`). Off in models stored before the option existed.
     #[serde(default)]
@@ -115,7 +111,6 @@ impl Default for TrainOptions {
             balance_by: None,
             relative_counts: true,
             two_day_clock: false,
-            split_clock: false,
             stream_max_gap: true,
         }
     }
@@ -182,7 +177,6 @@ pub const KEYS: &[(&str, &str)] = &[
     ("exact_high_ports", "true or false"),
     ("relative_counts", "true or false"),
     ("two_day_clock", "true or false"),
-    ("split_clock", "true or false"),
     ("stream_max_gap", "true or false"),
     ("stream_addresses", "true or false"),
     (
@@ -270,7 +264,6 @@ impl TrainOptions {
                 "exact_high_ports" => o.exact_high_ports = boolean(k, v)?,
                 "relative_counts" => o.relative_counts = boolean(k, v)?,
                 "two_day_clock" => o.two_day_clock = boolean(k, v)?,
-                "split_clock" => o.split_clock = boolean(k, v)?,
                 "stream_max_gap" => o.stream_max_gap = boolean(k, v)?,
                 "stream_addresses" => o.stream_addresses = boolean(k, v)?,
                 "balance_by" => {
@@ -325,13 +318,6 @@ impl TrainOptions {
                 }
             }
         }
-        if o.split_clock && o.two_day_clock {
-            return Err(Error::option(
-                "split_clock",
-                "cannot be combined with two_day_clock: choose the two-day clock for every head \
-                 (two_day_clock) or for the heads after the gap only (split_clock)",
-            ));
-        }
         Ok(o)
     }
 }
@@ -352,14 +338,6 @@ mod tests {
         let o = TrainOptions::parse(&json!({"two_day_clock": true})).unwrap();
         assert!(o.two_day_clock);
         assert!(TrainOptions::parse(&json!({"two_day_clock": 2})).is_err());
-        assert!(
-            TrainOptions::parse(&json!({"split_clock": true}))
-                .unwrap()
-                .split_clock
-        );
-        let both = json!({"split_clock": true, "two_day_clock": true});
-        let error = TrainOptions::parse(&both).unwrap_err().to_string();
-        assert!(error.contains("split_clock"), "{error}");
         assert!(TrainOptions::default().stream_max_gap);
         let o = TrainOptions::parse(&json!({"stream_max_gap": false})).unwrap();
         assert!(!o.stream_max_gap);

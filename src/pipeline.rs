@@ -45,7 +45,6 @@ pub fn train_model(
             stream_addresses: options.stream_addresses,
             relative_counts: options.relative_counts,
             two_day_clock: options.two_day_clock,
-            split_clock: options.split_clock,
             stream_max_gap: options.stream_max_gap,
         },
     )?;
@@ -197,7 +196,7 @@ impl Generator {
                 threads,
                 run_start,
                 gap,
-                &codec.clocks(),
+                codec.clock(),
             )))
         } else {
             Engine::Torch(Box::new(
@@ -208,7 +207,7 @@ impl Generator {
                     run_span,
                     seed,
                     gap,
-                    &codec.clocks(),
+                    codec.clock(),
                     &codec.pairs,
                 )
                 .keeping(|s| codec.kept_value(s))

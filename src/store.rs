@@ -113,8 +113,6 @@ mod tests {
                     name: "te".into(),
                     heads: vec![HeadSpec::Mdn],
                     extra_inputs: 2,
-                    gap_only_inputs: 0,
-                    content_only_inputs: 0,
                     own_value: false,
                 },
                 AttributeSpec {
@@ -124,8 +122,6 @@ mod tests {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
-                    gap_only_inputs: 0,
-                    content_only_inputs: 0,
                     own_value: false,
                 },
             ],

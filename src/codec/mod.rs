@@ -95,11 +95,6 @@ pub enum Codec {
         /// The time-of-day input (`time::Clock::fit`).
         #[serde(default)]
         clock: time::Clock,
-        /// With the split clock (option `split_clock`): the clock the heads after the gap see
-        /// for the current row, while the window of past rows (all the gap head sees of time)
-        /// keeps `clock`, the daily one. None: every head sees `clock`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        content_clock: Option<time::Clock>,
     },
     /// Octet values never seen at each of the four positions (never generated). With `own`,
     /// a flag before the octets says whether the address is the stream's own one (see
@@ -163,7 +158,7 @@ impl ColumnCodec {
     /// Counted without building the head specs: this runs for every generated row.
     fn value_slots(&self) -> usize {
         match &self.codec {
-            Codec::Gap { content_clock, .. } => 3 + 2 * usize::from(content_clock.is_some()),
+            Codec::Gap { .. } => 3,
             Codec::Ipv4 { own, .. } => 4 + usize::from(*own),
             Codec::Skip => 0,
             _ => 1,
@@ -337,9 +332,6 @@ pub struct FitOptions {
     pub relative_counts: bool,
     /// The time of day may cycle over two days (`time::Clock::fit`); else it is daily.
     pub two_day_clock: bool,
-    /// The heads after the gap see a clock that may cycle over two days, while the gap head
-    /// keeps the daily one (`Codec::Gap::content_clock`).
-    pub split_clock: bool,
     /// Each stream's longest gap is kept (`TableCodec::stream_max_gaps`).
     pub stream_max_gap: bool,
 }
@@ -437,19 +429,16 @@ impl TableCodec {
             let codec = if plan.kind == Kind::Order {
                 let scale = Scale::fit(gaps.iter().map(|g| g.ln_1p()));
                 let max = gaps.iter().copied().fold(0.0, f64::max);
-                let fitted = time::Clock::fit(start, last);
-                let split = options.split_clock && fitted != time::Clock::DAILY;
                 Codec::Gap {
                     scale,
                     start,
                     resolution,
                     max,
-                    clock: if options.two_day_clock && !split {
-                        fitted
+                    clock: if options.two_day_clock {
+                        time::Clock::fit(start, last)
                     } else {
                         time::Clock::DAILY
                     },
-                    content_clock: split.then_some(fitted),
                 }
             } else {
                 fit_column(plan, vals, min_category_count, options.exact_high_ports)?
@@ -530,26 +519,18 @@ impl TableCodec {
                         banned: vec![],
                     }],
                     extra_inputs: 0,
-                    gap_only_inputs: 0,
-                    content_only_inputs: 0,
                     own_value: false,
                 });
             }
-            // The time of day: sin and cos per clock; with a content clock the daily one is
-            // the window's and the content clock the current row's.
-            let (extra_inputs, split) = match &col.codec {
-                Codec::Gap { content_clock, .. } => {
-                    let split = usize::from(content_clock.is_some());
-                    (2 + 2 * split, 2 * split)
-                }
-                _ => (0, 0),
+            let extra_inputs = if matches!(col.codec, Codec::Gap { .. }) {
+                2
+            } else {
+                0
             };
             attrs.push(AttributeSpec {
                 name: col.name.clone(),
                 heads: col.value_heads(),
                 extra_inputs,
-                gap_only_inputs: split,
-                content_only_inputs: split,
                 own_value: matches!(col.codec, Codec::Ipv4 { own: true, .. }),
             });
         }
@@ -613,15 +594,10 @@ impl TableCodec {
         }
     }
 
-    /// The time-of-day inputs of the order column, in slot order: its clock, then the
-    /// content clock where it has one.
-    pub fn clocks(&self) -> Vec<time::Clock> {
+    /// The time-of-day input of the order column.
+    pub fn clock(&self) -> time::Clock {
         match &self.columns[0].codec {
-            Codec::Gap {
-                clock,
-                content_clock,
-                ..
-            } => std::iter::once(*clock).chain(*content_clock).collect(),
+            Codec::Gap { clock, .. } => *clock,
             _ => unreachable!("the order column comes first"),
         }
     }
@@ -817,15 +793,9 @@ impl TableCodec {
                 }
                 let v = at.value_slot;
                 match &col.codec {
-                    Codec::Gap {
-                        scale,
-                        clock,
-                        content_clock,
-                        ..
-                    } => {
+                    Codec::Gap { scale, clock, .. } => {
                         row[v] = scale.to_z(gaps[r].ln_1p());
-                        let clocks = std::iter::once(clock).chain(content_clock);
-                        time::write_features(clocks, times[r], &mut row[v + 1..]);
+                        row[v + 1..v + 3].copy_from_slice(&clock.features(times[r]));
                     }
                     Codec::Ipv4 { own, .. } => {
                         let a = vals.as_f64(r).expect("non-null") as u32;

@@ -79,7 +79,7 @@ fn fitted_codecs_are_as_designed() {
     let (codec, enc) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
     let kinds: Vec<&Codec> = codec.columns.iter().map(|c| &c.codec).collect();
     assert!(matches!(kinds[0], Codec::Gap { resolution, .. } if *resolution == 1.0));
-    assert_eq!(codec.clocks(), [time::Clock::DAILY]);
+    assert_eq!(codec.clock(), time::Clock::DAILY);
     // Only octets and ports seen in training can be generated.
     let Codec::Ipv4 { unseen, own: false } = kinds[1] else {
         panic!("{:?}", kinds[1])
@@ -570,7 +570,7 @@ fn a_short_span_gets_the_two_day_clock_when_asked() {
         period: 2.0 * 86_400.0,
         origin: 1_460_332_800.0,
     };
-    assert_eq!(codec.clocks(), [clock]);
+    assert_eq!(codec.clock(), clock);
     // Row 0 is 2016-04-11 00:00:00: phase 0 either way. Row 399, 399 s later: sin of its phase.
     let width = codec.slot_width();
     let last = &enc.slots[(enc.rows - 1) * width..enc.rows * width];
@@ -580,56 +580,6 @@ fn a_short_span_gets_the_two_day_clock_when_asked() {
         expected,
         time::Clock::DAILY.features(1_460_332_800.0 + 399.0)
     );
-}
-
-/// With `split_clock`, the same short span keeps the daily clock for the window and adds the
-/// two-day clock for the current row's later heads (`Codec::Gap::content_clock`): four
-/// time-of-day inputs, daily first. A day of rows needs no second clock.
-#[test]
-fn a_short_span_gets_a_split_clock_when_asked() {
-    let (plans, mut values) = table();
-    let options = FitOptions {
-        split_clock: true,
-        ..FitOptions::default()
-    };
-    let (daily, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
-    let (codec, enc) = TableCodec::fit_with(&plans, &values, &[], 5, options).unwrap();
-    let midnight = 1_460_332_800.0;
-    let two_days = time::Clock {
-        period: 2.0 * 86_400.0,
-        origin: midnight,
-    };
-    assert_eq!(codec.clocks(), [time::Clock::DAILY, two_days]);
-    let order = &codec.attributes()[0];
-    assert_eq!(
-        (
-            order.extra_inputs,
-            order.gap_only_inputs,
-            order.content_only_inputs
-        ),
-        (4, 2, 2)
-    );
-    let width = codec.slot_width();
-    assert_eq!(width, daily.slot_width() + 2);
-    assert_eq!(enc.slots.len(), enc.rows * width);
-    let last = &enc.slots[(enc.rows - 1) * width..enc.rows * width];
-    assert_eq!(last[1..3], time::Clock::DAILY.features(midnight + 399.0));
-    assert_eq!(last[3..5], two_days.features(midnight + 399.0));
-    // The stored codec reads back with its content clock.
-    let stored = serde_json::to_value(&codec.columns[0].codec).unwrap();
-    assert_eq!(
-        serde_json::from_value::<Codec>(stored).unwrap(),
-        codec.columns[0].codec
-    );
-
-    values[0] = ColumnValues::Float(
-        (0..400)
-            .map(|i| Some(midnight + i as f64 * 216.0))
-            .collect(),
-    );
-    let (whole_day, _) = TableCodec::fit_with(&plans, &values, &[], 5, options).unwrap();
-    assert_eq!(whole_day.clocks(), [time::Clock::DAILY]);
-    assert_eq!(whole_day.attributes()[0].extra_inputs, 2);
 }
 
 /// Models stored before the clock was fitted have no `clock` in their order codec: they keep the

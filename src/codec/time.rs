@@ -54,17 +54,6 @@ impl Clock {
     }
 }
 
-/// Each clock's sin and cos of `epoch`, one pair after the other, at the start of `out`.
-pub fn write_features<'a>(
-    clocks: impl IntoIterator<Item = &'a Clock>,
-    epoch: f64,
-    out: &mut [f32],
-) {
-    for (pair, clock) in out.chunks_exact_mut(2).zip(clocks) {
-        pair.copy_from_slice(&clock.features(epoch));
-    }
-}
-
 /// Text that PostgreSQL's input function for the column's type accepts.
 pub fn format_epoch(epoch: f64, type_name: &str) -> String {
     let micros = (epoch * 1e6).round() as i64;

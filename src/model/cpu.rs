@@ -16,7 +16,7 @@
 use super::net::StanNet;
 use super::sample::SampledRow;
 use super::spec::{training_stream, HeadSpec};
-use crate::codec::time::{write_features, Clock};
+use crate::codec::time::Clock;
 use crate::codec::{PairMask, ValueRange};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -56,9 +56,6 @@ struct Conv {
 }
 
 struct Cnn {
-    /// Features its window does not hold (zero there and in the most recent row its heads
-    /// see): `ModelConfig::window_features`.
-    zeroed: Vec<usize>,
     convs: Vec<Conv>,
     /// Flattened size after the convolutions and the 2×2 max pool.
     flat: usize,
@@ -199,7 +196,7 @@ impl CpuNet {
                 };
                 heads.push(Head {
                     slot,
-                    cnn: config.cnn_of(a),
+                    cnn: if config.cnn_per_attribute { a } else { 0 },
                     classes,
                     outputs,
                     out_w: transpose(&out_w, outputs, hh),
@@ -215,13 +212,15 @@ impl CpuNet {
             }
         }
 
-        let cnn_count = config.cnn_count();
+        let cnn_count = if config.cnn_per_attribute {
+            config.attributes.len()
+        } else {
+            1
+        };
         let mut cnns = Vec::with_capacity(cnn_count);
         for i in 0..cnn_count {
             let p = if config.cnn_per_attribute {
                 format!("cnn{i}")
-            } else if cnn_count > 1 && i == 0 {
-                "cnn_gap".to_string()
             } else {
                 "cnn".to_string()
             };
@@ -265,13 +264,6 @@ impl CpuNet {
                 )));
             }
             cnns.push(Cnn {
-                zeroed: config
-                    .window_features(i)
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &held)| !held)
-                    .map(|(f, _)| f)
-                    .collect(),
                 convs,
                 flat,
                 pooled,
@@ -489,28 +481,6 @@ impl CpuNet {
         scratch.acc.resize(b * cols, 0.0);
         scratch.ctx.resize(b * ctx_in, 0.0);
         for (ci, cnn) in self.cnns.iter().enumerate() {
-            // A CNN that does not hold some features reads windows with them zeroed.
-            let mut masked: Vec<Vec<f32>> = Vec::new();
-            if !cnn.zeroed.is_empty() {
-                masked = windows
-                    .iter()
-                    .map(|w| {
-                        let mut w = w.to_vec();
-                        for row in w.chunks_exact_mut(f) {
-                            for &z in &cnn.zeroed {
-                                row[z] = 0.0;
-                            }
-                        }
-                        w
-                    })
-                    .collect();
-            }
-            let masked_rows: Vec<&[f32]> = masked.iter().map(Vec::as_slice).collect();
-            let windows: &[&[f32]] = if masked.is_empty() {
-                windows
-            } else {
-                &masked_rows
-            };
             scratch.flat.resize(b * cnn.flat, 0.0);
             for r in 0..b {
                 let flat = &mut scratch.flat[r * cnn.flat..(r + 1) * cnn.flat];
@@ -1053,7 +1023,7 @@ struct Sampling<'a> {
     lanes: Vec<&'a mut LaneState>,
     start: f64,
     gap_seconds: &'a (dyn Fn(f32) -> f64 + Sync),
-    time_of_day: &'a [Clock],
+    time_of_day: Clock,
     null_value: Vec<bool>,
     masked: Vec<f32>,
 }
@@ -1133,7 +1103,7 @@ impl Policy for Sampling<'_> {
             // The order attribute: advance the clock, then add time of day.
             let lane = &mut self.lanes[r];
             lane.clock += (self.gap_seconds)(row[0]);
-            write_features(self.time_of_day, self.start + lane.clock, &mut row[1..]);
+            row[1..3].copy_from_slice(&self.time_of_day.features(self.start + lane.clock));
         }
     }
 }
@@ -1146,7 +1116,7 @@ pub fn step_lanes(
     lanes: &mut [Lane],
     start: f64,
     gap_seconds: &(dyn Fn(f32) -> f64 + Sync),
-    time_of_day: &[Clock],
+    time_of_day: Clock,
 ) -> Vec<SampledRow> {
     let (b, k, f, width) = (lanes.len(), net.k, net.features, net.width);
     let keeps = net.keeps_activations() && lanes.iter().all(|l| !l.activations.is_empty());
@@ -1215,8 +1185,7 @@ pub struct CpuSampler {
     threads: usize,
     start: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
-    /// The order column's clocks (`codec::TableCodec::clocks`).
-    time_of_day: Vec<Clock>,
+    time_of_day: Clock,
 }
 
 /// Below this many lanes per thread a step runs on one thread (spawning would cost more).
@@ -1229,7 +1198,7 @@ impl CpuSampler {
         threads: usize,
         start: f64,
         gap_seconds: Box<dyn Fn(f32) -> f64 + Send + Sync>,
-        time_of_day: &[Clock],
+        time_of_day: Clock,
     ) -> CpuSampler {
         let threads = threads.max(1);
         CpuSampler {
@@ -1239,7 +1208,7 @@ impl CpuSampler {
             threads,
             start,
             gap_seconds,
-            time_of_day: time_of_day.to_vec(),
+            time_of_day,
         }
     }
 
@@ -1251,12 +1220,8 @@ impl CpuSampler {
     pub fn step(&mut self) -> Vec<SampledRow> {
         let n = self.lanes.len();
         let threads = self.threads.min(n / LANES_PER_THREAD).max(1);
-        let (net, start, gap, clock) = (
-            &self.net,
-            self.start,
-            &*self.gap_seconds,
-            &self.time_of_day[..],
-        );
+        let (net, start, gap, clock) =
+            (&self.net, self.start, &*self.gap_seconds, self.time_of_day);
         let rows = if threads == 1 {
             step_lanes(
                 net,
@@ -1293,22 +1258,14 @@ mod tests {
     use super::*;
     use crate::model::spec::fixtures::{
         assert_drawn_within, assert_own_values_kept, categorical, fixed_mixture_net, numeric,
-        order, small_config, split_order, tally_capped_gaps,
+        order, small_config, tally_capped_gaps,
     };
     use crate::model::{AttributeSpec, ModelConfig};
     use tch::Device;
 
     fn config(cnn_per_attribute: bool, conv_layers: usize) -> ModelConfig {
-        config_with(order(), cnn_per_attribute, conv_layers)
-    }
-
-    fn config_with(
-        order: AttributeSpec,
-        cnn_per_attribute: bool,
-        conv_layers: usize,
-    ) -> ModelConfig {
         let attributes = vec![
-            order,
+            order(),
             categorical("sa", &[7, 5]),
             categorical("da", &[7, 5]),
             categorical("byt:null", &[2]),
@@ -1342,19 +1299,12 @@ mod tests {
     }
 
     /// The CPU engine computes what the torch network computes, for every head, with batch norm
-    /// statistics that are not the identity, with and without a CNN per attribute, and with the
-    /// split clock (inputs that only the window or only the current row holds).
+    /// statistics that are not the identity, with and without a CNN per attribute.
     #[test]
     fn cpu_engine_matches_the_torch_network() {
-        for (per_attribute, layers, split) in [
-            (false, 1, false),
-            (true, 2, false),
-            (false, 0, false),
-            (false, 1, true),
-        ] {
+        for (per_attribute, layers) in [(false, 1), (true, 2), (false, 0)] {
             tch::manual_seed(7);
-            let order = if split { split_order() } else { order() };
-            let cfg = config_with(order, per_attribute, layers);
+            let cfg = config(per_attribute, layers);
             let net = StanNet::new(cfg.clone(), Device::Cpu);
             tch::no_grad(|| {
                 for (name, var) in net.vs.variables() {
@@ -1366,24 +1316,19 @@ mod tests {
             let cpu = CpuNet::from_net(&net, &[]).unwrap();
             let (b, k, width) = (6usize, cfg.window, cfg.slot_width());
             let mut rng = ChaCha8Rng::seed_from_u64(3);
-            let clock_inputs = cfg.attributes[0].extra_inputs;
             let random_row = |rng: &mut ChaCha8Rng| -> Vec<f32> {
-                let gap_and_clocks = std::iter::once(rng.random_range(-2.0..2.0))
-                    .chain((0..clock_inputs).map(|_| rng.random_range(-1.0..1.0)))
-                    .collect::<Vec<f32>>();
-                [
-                    gap_and_clocks,
-                    vec![
-                        rng.random_range(0..7) as f32,
-                        rng.random_range(0..5) as f32,
-                        rng.random_range(0..7) as f32,
-                        rng.random_range(0..5) as f32,
-                        rng.random_range(0..2) as f32,
-                        rng.random_range(-3.0..3.0),
-                        rng.random_range(0..3) as f32,
-                    ],
+                vec![
+                    rng.random_range(-2.0..2.0),
+                    rng.random_range(-1.0..1.0),
+                    rng.random_range(-1.0..1.0),
+                    rng.random_range(0..7) as f32,
+                    rng.random_range(0..5) as f32,
+                    rng.random_range(0..7) as f32,
+                    rng.random_range(0..5) as f32,
+                    rng.random_range(0..2) as f32,
+                    rng.random_range(-3.0..3.0),
+                    rng.random_range(0..3) as f32,
                 ]
-                .concat()
             };
             let mut window_slots = vec![0f32; b * k * width];
             let mut valid = vec![0f32; b * k];
@@ -1462,7 +1407,7 @@ mod tests {
                                 let (e, g) = (expected[r * n + j], replay.outputs[r][h][j]);
                                 assert!(
                                     (e - g).abs() < 1e-4 * (1.0 + e.abs()),
-                                    "layers {layers}, per attribute {per_attribute}, split clock {split}: head {h} row {r} output {j}: torch {e}, cpu {g}"
+                                    "layers {layers}, per attribute {per_attribute}: head {h} row {r} output {j}: torch {e}, cpu {g}"
                                 );
                             }
                         }
@@ -1492,14 +1437,14 @@ mod tests {
         let gap = |_: f32| 1.0;
         let mut produced = 0;
         for _ in 0..(cfg.window * 3) {
-            let kept = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap, &[Clock::DAILY]);
+            let kept = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap, Clock::DAILY);
             let recomputed = step_lanes(
                 &cpu,
                 &mut scratch,
                 &mut recomputing,
                 0.0,
                 &gap,
-                &[Clock::DAILY],
+                Clock::DAILY,
             );
             // Keeping the convolution output changes nothing but the work.
             assert_eq!(kept.len(), recomputed.len());
@@ -1549,7 +1494,7 @@ mod tests {
                 &mut lanes,
                 0.0,
                 &|_: f32| 3_600.0,
-                &[clock],
+                clock,
             );
             assert_eq!(rows.len(), 1, "step {step}");
             assert_eq!(rows[0].epoch, step as f64 * 3_600.0);
@@ -1558,31 +1503,6 @@ mod tests {
                 clock.features(rows[0].epoch),
                 "step {step}"
             );
-        }
-    }
-
-    /// With the split clock, each row carries the daily clock, then the content clock.
-    #[test]
-    fn rows_carry_both_clocks_of_a_split_clock() {
-        let net = StanNet::new(
-            small_config(vec![split_order(), categorical("pr", &[3])], 4),
-            Device::Cpu,
-        );
-        let cpu = CpuNet::from_net(&net, &[]).unwrap();
-        let content = Clock {
-            period: 2.0 * 86_400.0,
-            origin: 0.0,
-        };
-        let mut lanes = vec![Lane::new(&cpu, 0, 0.0, 1e9, 5, true)];
-        let mut scratch = Scratch::default();
-        let clocks = [Clock::DAILY, content];
-        for step in 1..=30 {
-            let gap = |_: f32| 3_600.0;
-            let rows = step_lanes(&cpu, &mut scratch, &mut lanes, 0.0, &gap, &clocks);
-            let epoch = rows[0].epoch;
-            assert_eq!(rows[0].slots[1..3], Clock::DAILY.features(epoch));
-            assert_eq!(rows[0].slots[3..5], content.features(epoch), "step {step}");
-            assert!((0.0..3.0).contains(&rows[0].slots[5]));
         }
     }
 
@@ -1606,7 +1526,7 @@ mod tests {
                 &mut lanes,
                 0.0,
                 &|_: f32| 1.0,
-                &[Clock::DAILY],
+                Clock::DAILY,
             );
             tally_capped_gaps(
                 rows.iter().map(|r| (r.stream, r.slots[0])),
@@ -1645,7 +1565,7 @@ mod tests {
                         &mut lanes,
                         0.0,
                         &|_: f32| 1.0,
-                        &[Clock::DAILY],
+                        Clock::DAILY,
                     )
                 })
                 .map(|row| row.slots[3])
@@ -1690,7 +1610,7 @@ mod tests {
                 &mut lanes,
                 0.0,
                 &|_: f32| 1.0,
-                &[Clock::DAILY],
+                Clock::DAILY,
             ) {
                 for first in [3, 6] {
                     let octets = row.slots[first + 1..first + 3].to_vec();

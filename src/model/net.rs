@@ -41,9 +41,6 @@ pub struct StanNet {
     /// [heads × head_hidden, context + features]: the masks above laid over every head's hidden
     /// weights (context columns all 1), so one product computes every head's hidden layer.
     hidden_weight_mask: Tensor,
-    /// Per window CNN, [features]: 0 for the features its window does not hold
-    /// (`ModelConfig::window_features`); None when it holds them all.
-    window_masks: Vec<Option<Tensor>>,
 }
 
 impl StanNet {
@@ -87,12 +84,10 @@ impl StanNet {
             (0..config.attributes.len())
                 .map(|a| format!("cnn{a}"))
                 .collect()
-        } else if config.split_clock() {
-            vec!["cnn_gap".to_string(), "cnn".to_string()]
         } else {
             vec!["cnn".to_string()]
         };
-        let cnns: Vec<WindowCnn> = cnn_names
+        let cnns = cnn_names
             .iter()
             .map(|name| {
                 let p = &root / name.as_str();
@@ -163,23 +158,12 @@ impl StanNet {
         let hidden_weight_mask = Tensor::from_slice(&weight_mask)
             .view([masks.len() as i64 * hh, ctx_in + features])
             .to(device);
-        let window_masks = (0..cnns.len())
-            .map(|c| {
-                let in_window = config.window_features(c);
-                in_window.contains(&false).then(|| {
-                    let mask: Vec<f32> =
-                        in_window.iter().map(|&w| f32::from(u8::from(w))).collect();
-                    Tensor::from_slice(&mask).to(device)
-                })
-            })
-            .collect();
         let flat: Vec<f32> = masks.concat();
         let masks = Tensor::from_slice(&flat)
             .view([masks.len() as i64, features])
             .to(device);
         StanNet {
             hidden_weight_mask,
-            window_masks,
             config,
             vs,
             slot_inputs,
@@ -254,22 +238,13 @@ impl StanNet {
         let (b, k, s) = window_slots.size3().expect("window is [B, k, slots]");
         let feats =
             self.embed(&window_slots.view([b * k, s])).view([b, k, -1]) * valid.unsqueeze(2);
-        let identity = self
-            .identities
-            .as_ref()
-            .map(|identities| identities.forward_t(streams, false));
+        let mut last = feats.select(1, k - 1);
+        if let Some(identities) = &self.identities {
+            last = Tensor::cat(&[last, identities.forward_t(streams, false)], 1);
+        }
         self.cnns
             .iter()
-            .zip(&self.window_masks)
-            .map(|(cnn, mask)| {
-                let feats = match mask {
-                    Some(mask) => &feats * mask,
-                    None => feats.shallow_clone(),
-                };
-                let mut last = feats.select(1, k - 1);
-                if let Some(identity) = &identity {
-                    last = Tensor::cat(&[&last, identity], 1);
-                }
+            .map(|cnn| {
                 let mut x = feats.unsqueeze(1);
                 for (conv, bn) in &cnn.convs {
                     x = x.apply(conv).apply_t(bn, train).relu();
@@ -293,7 +268,7 @@ impl StanNet {
         current_features: &Tensor,
     ) -> Tensor {
         let head = &self.heads[a][h];
-        let context = &contexts[self.config.cnn_of(a)];
+        let context = &contexts[if contexts.len() > 1 { a } else { 0 }];
         let visible = current_features * self.masks.get(head.mask);
         Tensor::cat(&[context, &visible], 1)
             .apply(&head.hidden)
@@ -307,40 +282,19 @@ impl StanNet {
         let offsets = self.config.slot_offsets();
         let rows = current_slots.size()[0];
         let hh = self.config.head_hidden as i64;
-        // Every head's hidden layer is one product per window CNN: [B, its heads × hh]. The
-        // masked weights give what `head_output` computes with masked inputs. (One CNN per
-        // attribute runs each head on its own instead.)
-        let heads: Vec<(usize, &Head)> = self
-            .heads
-            .iter()
-            .enumerate()
-            .flat_map(|(a, hs)| hs.iter().map(move |h| (a, h)))
-            .collect();
-        let shared_hidden: Option<Vec<Tensor>> = (!self.config.cnn_per_attribute).then(|| {
-            contexts
+        // With one shared CNN every head's hidden layer is one product: [B, heads × hh]. The
+        // masked weights give what `head_output` computes with masked inputs.
+        let shared_hidden = (contexts.len() == 1).then(|| {
+            let heads: Vec<&Head> = self.heads.iter().flatten().collect();
+            let weights: Vec<&Tensor> = heads.iter().map(|h| &h.hidden.ws).collect();
+            let biases: Vec<&Tensor> = heads
                 .iter()
-                .enumerate()
-                .map(|(c, context)| {
-                    let group: Vec<&Head> = heads
-                        .iter()
-                        .filter(|(a, _)| self.config.cnn_of(*a) == c)
-                        .map(|(_, h)| *h)
-                        .collect();
-                    let first = group.first().map_or(0, |h| h.mask);
-                    let weights: Vec<&Tensor> = group.iter().map(|h| &h.hidden.ws).collect();
-                    let biases: Vec<&Tensor> = group
-                        .iter()
-                        .map(|h| h.hidden.bs.as_ref().expect("hidden layers have a bias"))
-                        .collect();
-                    let mask =
-                        self.hidden_weight_mask
-                            .narrow(0, first * hh, group.len() as i64 * hh);
-                    let w = Tensor::cat(&weights, 0) * mask;
-                    Tensor::cat(&[context, &current], 1)
-                        .linear(&w, Some(Tensor::cat(&biases, 0)))
-                        .relu()
-                })
-                .collect()
+                .map(|h| h.hidden.bs.as_ref().expect("hidden layers have a bias"))
+                .collect();
+            let w = Tensor::cat(&weights, 0) * &self.hidden_weight_mask;
+            Tensor::cat(&[&contexts[0], &current], 1)
+                .linear(&w, Some(Tensor::cat(&biases, 0)))
+                .relu()
         });
         let per_attribute: Vec<Tensor> = self
             .config
@@ -352,17 +306,7 @@ impl StanNet {
                 for (h, spec) in attr.heads.iter().enumerate() {
                     let head = &self.heads[a][h];
                     let out = match &shared_hidden {
-                        Some(hidden) => {
-                            // Heads are numbered in attribute order, so each CNN's are a run.
-                            let c = self.config.cnn_of(a);
-                            let first = heads
-                                .iter()
-                                .find(|(a, _)| self.config.cnn_of(*a) == c)
-                                .map_or(0, |(_, h)| h.mask);
-                            hidden[c]
-                                .narrow(1, (head.mask - first) * hh, hh)
-                                .apply(&head.output)
-                        }
+                        Some(hidden) => hidden.narrow(1, head.mask * hh, hh).apply(&head.output),
                         None => self.head_output(a, h, contexts, &current),
                     };
                     let target = current_slots.select(1, (offsets[a] + h) as i64);
@@ -402,90 +346,17 @@ fn mdn_nll(out: &Tensor, target: &Tensor, mixtures: i64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::spec::fixtures::{categorical, order, small_config, split_order};
-    use crate::model::AttributeSpec;
+    use crate::model::spec::fixtures::{categorical, order, small_config};
 
-    /// With the split clock, the gap head sees only the daily clock (of the past rows, through
-    /// its own CNN), and the other heads only the content clock (of the past rows and the
-    /// current row).
-    #[test]
-    fn the_split_clock_keeps_the_gap_head_on_the_daily_clock() {
-        tch::manual_seed(5);
-        // Heads wide enough that a head's hidden units are not all dead for these inputs.
-        let config = ModelConfig {
-            head_hidden: 16,
-            ..small_config(vec![split_order(), categorical("pr", &[3])], 3)
-        };
-        let net = StanNet::new(config, Device::Cpu);
-        let (b, k) = (4, 3);
-        let opts = (Kind::Float, Device::Cpu);
-        // Slots: gap, daily sin and cos, content sin and cos, then the protocol's class.
-        let row = |leading: &[i64]| {
-            Tensor::cat(
-                &[
-                    Tensor::randn([leading, &[5]].concat(), opts),
-                    Tensor::randint(3, [leading, &[1]].concat(), opts),
-                ],
-                -1,
-            )
-        };
-        let window = row(&[b, k]);
-        let current = row(&[b]);
-        let valid = Tensor::ones([b, k], opts);
-        let streams = Tensor::zeros([b], (Kind::Int64, Device::Cpu));
-        let outputs = |window: &Tensor, current: &Tensor| {
-            tch::no_grad(|| {
-                let contexts = net.context(window, &valid, &streams, false);
-                let features = net.embed(current);
-                (
-                    net.head_output(0, 0, &contexts, &features),
-                    net.head_output(1, 0, &contexts, &features),
-                )
-            })
-        };
-        let changed = |tensor: &Tensor, slots: i64| {
-            let other = tensor.copy();
-            let dims = tensor.dim() as i64;
-            let part = other.narrow(dims - 1, slots, 2);
-            part.shallow_clone().copy_(&(part.shallow_clone() + 0.5));
-            other
-        };
-        let differ = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) > 1e-6;
-        let (gap, pr) = outputs(&window, &current);
-        // The past rows' daily clock: the gap head sees it, the protocol's head not.
-        let (g, p) = outputs(&changed(&window, 1), &current);
-        assert!(differ(&gap, &g) && !differ(&pr, &p));
-        // The past rows' content clock: the reverse.
-        let (g, p) = outputs(&changed(&window, 3), &current);
-        assert!(!differ(&gap, &g) && differ(&pr, &p));
-        // The current row's daily clock: no head sees it.
-        let (g, p) = outputs(&window, &changed(&current, 1));
-        assert!(!differ(&gap, &g) && !differ(&pr, &p));
-        // The current row's content clock: the heads after the gap see it, the gap head not.
-        let (g, p) = outputs(&window, &changed(&current, 3));
-        assert!(!differ(&gap, &g) && differ(&pr, &p));
-    }
-
-    /// The one-product hidden layer (one per window CNN with the split clock) used in training
-    /// gives the losses that running each head on its masked input gives (the layout generation
-    /// and `head_output` use).
+    /// The one-product hidden layer used in training gives the losses that running each head
+    /// on its masked input gives (the layout generation and `head_output` use).
     #[test]
     fn shared_hidden_layer_gives_the_per_head_losses() {
-        for order in [order(), split_order()] {
-            let gap_and_clocks = 1 + order.extra_inputs as i64;
-            shared_hidden_layer_gives_the_per_head_losses_with(order, gap_and_clocks);
-        }
-    }
-
-    fn shared_hidden_layer_gives_the_per_head_losses_with(
-        order: AttributeSpec,
-        gap_and_clocks: i64,
-    ) {
         let config = ModelConfig {
             streams: 3,
             stream_dim: 2,
             ..small_config(
-                vec![order, categorical("sa", &[6, 4]), categorical("pr", &[3])],
+                vec![order(), categorical("sa", &[6, 4]), categorical("pr", &[3])],
                 4,
             )
         };
@@ -494,7 +365,7 @@ mod tests {
         let b = 7;
         let cur = Tensor::cat(
             &[
-                Tensor::randn([b, gap_and_clocks], (Kind::Float, Device::Cpu)),
+                Tensor::randn([b, 3], (Kind::Float, Device::Cpu)),
                 Tensor::randint(6, [b, 1], (Kind::Float, Device::Cpu)),
                 Tensor::randint(4, [b, 1], (Kind::Float, Device::Cpu)),
                 Tensor::randint(3, [b, 1], (Kind::Float, Device::Cpu)),

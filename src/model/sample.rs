@@ -5,7 +5,7 @@
 
 use super::net::{mdn_parts, StanNet};
 use super::spec::HeadSpec;
-use crate::codec::time::{write_features, Clock};
+use crate::codec::time::Clock;
 use crate::codec::{PairMask, ValueRange};
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
@@ -36,8 +36,7 @@ pub struct Sampler {
     start: f64,
     span: f64,
     gap_seconds: Box<dyn Fn(f32) -> f64>,
-    /// The order column's clocks (`codec::TableCodec::clocks`).
-    time_of_day: Vec<Clock>,
+    time_of_day: Clock,
     /// Per slot of a softmax head: 1 for classes that may be sampled, 0 for banned ones.
     allowed: Vec<Vec<f32>>,
     /// Per slot: the pair masks that restrict it by an earlier slot's value.
@@ -56,7 +55,7 @@ impl Sampler {
         span: f64,
         seed: u64,
         gap_seconds: Box<dyn Fn(f32) -> f64>,
-        time_of_day: &[Clock],
+        time_of_day: Clock,
         pair_masks: &[PairMask],
     ) -> Sampler {
         let k = net.config.window;
@@ -94,7 +93,7 @@ impl Sampler {
             start,
             span,
             gap_seconds,
-            time_of_day: time_of_day.to_vec(),
+            time_of_day,
             rng: ChaCha8Rng::seed_from_u64(seed),
             net,
         }
@@ -240,11 +239,8 @@ impl Sampler {
                     for r in 0..b {
                         let gap = (self.gap_seconds)(current[r * width]);
                         self.clock[r] += gap;
-                        write_features(
-                            &self.time_of_day,
-                            self.start + self.clock[r],
-                            &mut current[r * width + 1..(r + 1) * width],
-                        );
+                        let tod = self.time_of_day.features(self.start + self.clock[r]);
+                        current[r * width + 1..r * width + 3].copy_from_slice(&tod);
                     }
                 }
             }
@@ -341,7 +337,7 @@ mod tests {
             origin: 0.0,
         };
         let hourly = Box::new(|_| 3_600.0);
-        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, hourly, &[clock], &[]);
+        let mut sampler = Sampler::new(net, 6, 0.0, 1e9, 1, hourly, clock, &[]);
         for step in 1..=30 {
             let rows = sampler.step().unwrap();
             assert_eq!(rows.len(), 6, "step {step}");
@@ -368,9 +364,8 @@ mod tests {
             Device::Cpu,
         );
         let bound = -0.5;
-        let mut sampler =
-            Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), &[Clock::DAILY], &[])
-                .waiting_at_most(|s| if s == 0 { bound } else { f32::INFINITY });
+        let mut sampler = Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), Clock::DAILY, &[])
+            .waiting_at_most(|s| if s == 0 { bound } else { f32::INFINITY });
         let mut tally = (0, 0);
         for _ in 0..100 {
             let rows = sampler.step().unwrap();
@@ -394,7 +389,7 @@ mod tests {
         let draws = |ranges: &[ValueRange]| -> Vec<f32> {
             let net = fixed_mixture_net(3);
             let mut sampler =
-                Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), &[Clock::DAILY], &[])
+                Sampler::new(net, 2, 0.0, 1e9, 3, Box::new(|_| 1.0), Clock::DAILY, &[])
                     .drawing_within(ranges);
             (0..200)
                 .flat_map(|_| sampler.step().unwrap())
@@ -420,8 +415,7 @@ mod tests {
             ..categorical("sa", &[2, 6, 6])
         };
         let net = StanNet::new(small_config(vec![order(), sa], 3), Device::Cpu);
-        let mut sampler =
-            Sampler::new(net, 4, 0.0, 1e9, 2, Box::new(|_| 1.0), &[Clock::DAILY], &[]);
+        let mut sampler = Sampler::new(net, 4, 0.0, 1e9, 2, Box::new(|_| 1.0), Clock::DAILY, &[]);
         let mut own: Vec<Vec<Vec<f32>>> = vec![vec![]; 4];
         let mut others = vec![];
         for _ in 0..40 {

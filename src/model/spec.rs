@@ -20,15 +20,6 @@ pub struct AttributeSpec {
     pub heads: Vec<HeadSpec>,
     /// Input-only features that follow the heads' slots (time of day for the order column).
     pub extra_inputs: usize,
-    /// Of the extra inputs, the last `gap_only_inputs + content_only_inputs`: first some that
-    /// only the gap head sees (in the past rows of its own window CNN), then some that only the
-    /// other heads see (in the past rows of their CNN, and in the current row). The split clock
-    /// (`codec::Codec::Gap::content_clock`) gives the gap head the daily time and the other
-    /// heads a clock over two days. 0 for both in models stored before.
-    #[serde(default)]
-    pub gap_only_inputs: usize,
-    #[serde(default)]
-    pub content_only_inputs: usize,
     /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream keeps
     /// one own value (a host keeps its address): the one it is given (its training stream's,
     /// from the codec) or else the first it draws. All such attributes share that one value.
@@ -43,16 +34,6 @@ impl AttributeSpec {
     pub fn slots(&self) -> usize {
         self.heads.len() + self.extra_inputs
     }
-}
-
-/// Which heads a slot's features reach (`ModelConfig::slot_reach`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    All,
-    /// Only the gap head (the order attribute's), through its own window CNN.
-    GapHead,
-    /// Every head but the gap head: through their window CNN and the current row.
-    OtherHeads,
 }
 
 /// Eq. 4 (A: attributes of a row independent given the window) or Eq. 5 (B: each attribute also
@@ -136,72 +117,6 @@ impl ModelConfig {
             })
             .collect()
     }
-    /// Per slot of a row, which heads its features reach (`AttributeSpec::gap_only_inputs`,
-    /// `content_only_inputs`).
-    pub fn slot_reach(&self) -> Vec<Reach> {
-        self.attributes
-            .iter()
-            .flat_map(|attr| {
-                let shared = attr.heads.len() + attr.extra_inputs
-                    - attr.gap_only_inputs
-                    - attr.content_only_inputs;
-                std::iter::repeat_n(Reach::All, shared)
-                    .chain(std::iter::repeat_n(Reach::GapHead, attr.gap_only_inputs))
-                    .chain(std::iter::repeat_n(
-                        Reach::OtherHeads,
-                        attr.content_only_inputs,
-                    ))
-            })
-            .collect()
-    }
-    /// Whether some inputs reach the gap head alone: it then has a window CNN of its own.
-    pub fn split_clock(&self) -> bool {
-        self.attributes
-            .iter()
-            .any(|a| a.gap_only_inputs + a.content_only_inputs > 0)
-    }
-    /// How many window CNNs the network has.
-    pub fn cnn_count(&self) -> usize {
-        if self.cnn_per_attribute {
-            self.attributes.len()
-        } else {
-            1 + usize::from(self.split_clock())
-        }
-    }
-    /// The window CNN attribute `a`'s heads read: its own with `cnn_per_attribute`; with the
-    /// split clock the order attribute (0, the gap) has one and the others share one.
-    pub fn cnn_of(&self, a: usize) -> usize {
-        if self.cnn_per_attribute {
-            a
-        } else {
-            usize::from(self.split_clock() && a > 0)
-        }
-    }
-    /// Per feature of the embedded row, whether window CNN `cnn`'s past rows hold it (else it
-    /// is zero there, and in the most recent row its heads see). With the split clock the gap
-    /// head's CNN holds only the order attribute's gaps and daily clock: the pace follows the
-    /// stream's own rhythm, not what its flows carried (afternoon-like content made a busy
-    /// host's pace run away).
-    pub fn window_features(&self, cnn: usize) -> Vec<bool> {
-        let gap_cnn = cnn == self.cnn_of(0);
-        let gap_only = gap_cnn && self.split_clock();
-        let order_slots = self.attributes.first().map_or(0, AttributeSpec::slots);
-        let mut in_window = vec![true; self.feature_width()];
-        for (slot, (&(start, end), reach)) in self
-            .slot_feature_ranges()
-            .iter()
-            .zip(self.slot_reach())
-            .enumerate()
-        {
-            let held = match reach {
-                Reach::All => !gap_only || slot < order_slots,
-                Reach::GapHead => gap_cnn,
-                Reach::OtherHeads => !gap_cnn,
-            };
-            in_window[start..end].fill(held);
-        }
-        in_window
-    }
     /// Feature range [start, end) of each slot in the embedded row.
     pub fn slot_feature_ranges(&self) -> Vec<(usize, usize)> {
         let mut at = 0;
@@ -233,53 +148,11 @@ impl ModelConfig {
         let ranges = self.slot_feature_ranges();
         let offsets = self.slot_offsets();
         let mut visible = vec![false; self.feature_width()];
-        let reach = self.slot_reach();
         let first_visible_slot = if self.mask == Mask::B { 0 } else { offsets[a] };
-        for slot in first_visible_slot..offsets[a] + h {
-            if reach[slot] != Reach::GapHead {
-                let (start, end) = ranges[slot];
-                visible[start..end].fill(true);
-            }
+        for &(start, end) in &ranges[first_visible_slot..offsets[a] + h] {
+            visible[start..end].fill(true);
         }
         visible
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fixtures::{categorical, numeric, small_config, split_order};
-
-    /// With the split clock, the gap head has a window CNN of its own whose rows hold the gap
-    /// and the daily clock; the other heads' CNN holds the gap and the content clock, and they
-    /// see the current row's gap and content clock but not its daily clock.
-    #[test]
-    fn the_split_clock_reaches_the_gap_head_and_the_others_apart() {
-        let config = small_config(
-            vec![split_order(), categorical("pr", &[3]), numeric("byt")],
-            4,
-        );
-        assert_eq!(
-            (config.cnn_count(), config.cnn_of(0), config.cnn_of(2)),
-            (2, 0, 1)
-        );
-        // Features: gap, daily sin, daily cos, content sin, content cos, pr (3 → 3), byt.
-        assert_eq!(config.feature_width(), 1 + 4 + 3 + 1);
-        let (held, zero, rest) = ([true, true], [false, false], [true; 4]);
-        // The gap head's CNN: the gap and the daily clock, nothing else; the other heads' CNN
-        // the gap, the content clock and the rest.
-        assert_eq!(
-            config.window_features(0),
-            [&[true][..], &held, &zero, &[false; 4]].concat()
-        );
-        assert_eq!(
-            config.window_features(1),
-            [&[true][..], &zero, &held, &rest].concat()
-        );
-        assert_eq!(config.visible_features(0, 0), [false; 9]);
-        let after_gap = [true, false, false, true, true, false, false, false, false];
-        assert_eq!(config.visible_features(1, 0), after_gap);
-        let after_pr = [true, false, false, true, true, true, true, true, false];
-        assert_eq!(config.visible_features(2, 0), after_pr);
     }
 }
 
@@ -294,20 +167,7 @@ pub(crate) mod fixtures {
             name: "te".into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 2,
-            gap_only_inputs: 0,
-            content_only_inputs: 0,
             own_value: false,
-        }
-    }
-
-    /// The order attribute with the split clock (`codec::Codec::Gap::content_clock`): the gap,
-    /// the daily clock only the gap head sees, then the content clock only the other heads see.
-    pub fn split_order() -> AttributeSpec {
-        AttributeSpec {
-            extra_inputs: 4,
-            gap_only_inputs: 2,
-            content_only_inputs: 2,
-            ..order()
         }
     }
 
@@ -323,8 +183,6 @@ pub(crate) mod fixtures {
                 })
                 .collect(),
             extra_inputs: 0,
-            gap_only_inputs: 0,
-            content_only_inputs: 0,
             own_value: false,
         }
     }
@@ -334,8 +192,6 @@ pub(crate) mod fixtures {
             name: name.into(),
             heads: vec![HeadSpec::Mdn],
             extra_inputs: 0,
-            gap_only_inputs: 0,
-            content_only_inputs: 0,
             own_value: false,
         }
     }
