@@ -75,3 +75,11 @@ for r in rows:
         print(f"| {r['column_name']} | {f4(num(r['synthetic']))} | {f4(num(r['real']))} | {f4(w[0])} | {f4(w[1])} |")
 s, r = find("gap_jsd")
 print(f"| gaps within a stream | {f4(s)} | {f4(r)} | | |")
+totals = [(r["column_name"], num(r["synthetic"]), num(r["real"])) for r in rows if r["metric"] == "total"]
+if totals:
+    print("\nVolume over the span (sum of each count column; no target):\n")
+    print("| column | synthetic | held-out | synthetic / held-out |")
+    print("|---|---|---|---|")
+    for column, s, r in totals:
+        ratio = f"{s / r:.2f}" if s is not None and r else "–"
+        print(f"| {column} | {s:,.0f} | {r:,.0f} | {ratio} |")

@@ -621,6 +621,17 @@ pub fn evaluate(
                 train.as_ref().and_then(|t| wasserstein(t, &h)),
                 "first Wasserstein distance; real: training rows vs held-out rows".into(),
             ));
+            // Per-row divergences hide a volume that is too low when only the rare large flows
+            // are missing; the sum over the same span shows it.
+            if matches!(c.codec, Codec::Count { .. }) {
+                out.push(metric(
+                    "total",
+                    &c.name,
+                    Some(s.iter().sum()),
+                    Some(h.iter().sum()),
+                    "sum over the span (for packets and bytes: the traffic volume)".into(),
+                ));
+            }
         }
         if c.nullable {
             let nulls = |t: &Rows| {

@@ -335,6 +335,7 @@ pub fn html(
                 "mean_jsd",
                 "jsd",
                 "wasserstein",
+                "total",
                 "null_share",
                 "gap_jsd",
                 "gap_median_s",

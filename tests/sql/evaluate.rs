@@ -123,13 +123,27 @@ fn evaluate_reports_every_metric_and_they_respond() {
         get(&same, "lag1_autocorrelation", "byt").synthetic,
         get(&same, "lag1_autocorrelation", "byt").real
     );
+    let held_out_bytes = one_i64(&mut c, "SELECT sum(byt)::bigint FROM holdout") as f64;
+    for col in ["pkt", "byt"] {
+        let t = get(&same, "total", col);
+        assert_eq!(t.synthetic, t.real, "{col}");
+    }
+    assert_eq!(get(&same, "total", "byt").real, Some(held_out_bytes));
+    assert!(get(&rows, "total", "byt").synthetic.unwrap() > 0.0);
 
-    // A distorted copy: every flow UDP. The protocol's divergence jumps and web ports over UDP
-    // fail check 5.
-    c.batch_execute("CREATE TABLE distorted AS SELECT te, td, sa, da, sp, dp, 'UDP'::text AS pr, flg, pkt, byt FROM holdout")
+    // A distorted copy: every flow UDP, with twice the bytes. The protocol's divergence jumps,
+    // web ports over UDP fail check 5, and the byte volume doubles.
+    c.batch_execute("CREATE TABLE distorted AS SELECT te, td, sa, da, sp, dp, 'UDP'::text AS pr, flg, pkt, 2 * byt AS byt FROM holdout")
         .unwrap();
     let bad = evaluate(&mut c, "'flows', 'holdout', synthetic => 'distorted'");
     assert!(get(&bad, "jsd", "pr").synthetic.unwrap() > 0.3);
+    let bytes = get(&bad, "total", "byt");
+    assert_eq!(bytes.synthetic, Some(2.0 * held_out_bytes));
+    assert_eq!(bytes.real, Some(held_out_bytes));
+    assert_eq!(
+        get(&bad, "total", "pkt").synthetic,
+        get(&bad, "total", "pkt").real
+    );
     let check5 = bad.iter().find(|r| r.detail.starts_with("5 ")).unwrap();
     assert!(check5.synthetic.unwrap() < 0.1, "{:?}", check5.synthetic);
 
