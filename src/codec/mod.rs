@@ -223,6 +223,49 @@ pub struct TableCodec {
     pub value_ranges: Vec<ValueRange>,
 }
 
+/// The pair mask of a wide column (`slot`, more than 64 classes) given an earlier category
+/// column: per category value seen `min_count` times, the classes seen with it at all. None
+/// when no value restricts anything.
+fn wide_pair_mask(
+    encoded: &EncodedTable,
+    width: usize,
+    given_slot: usize,
+    slot: usize,
+    classes: usize,
+    min_count: usize,
+) -> Option<PairMask> {
+    let words = classes.div_ceil(64);
+    let mut seen: HashMap<u32, (usize, Vec<u64>)> = HashMap::new();
+    for r in 0..encoded.rows {
+        let row = &encoded.slots[r * width..(r + 1) * width];
+        let class = (row[slot] as usize).min(classes - 1);
+        let entry = seen
+            .entry(row[given_slot] as u32)
+            .or_insert_with(|| (0, vec![0; words]));
+        entry.0 += 1;
+        entry.1[class / 64] |= 1 << (class % 64);
+    }
+    let all = seen.values().fold(vec![0u64; words], |mut acc, (_, w)| {
+        acc.iter_mut().zip(w).for_each(|(a, b)| *a |= b);
+        acc
+    });
+    let mut allowed_wide: Vec<(u32, Vec<u64>)> = seen
+        .into_iter()
+        .filter(|(_, (rows, w))| *rows >= min_count && *w != all)
+        .map(|(g, (_, w))| (g, w))
+        .collect();
+    if allowed_wide.is_empty() {
+        return None;
+    }
+    allowed_wide.sort_unstable();
+    Some(PairMask {
+        given_slot,
+        slot,
+        allowed: vec![],
+        allowed_wide,
+    })
+}
+
 /// Streams beyond this many keep no list of their addresses (the codec stays small); the same
 /// bound as the streams one generation runs (`pipeline::MAX_STREAMS`).
 pub const MAX_KEPT_ADDRESSES: usize = 100_000;
@@ -233,12 +276,20 @@ pub const MAX_KEPT_ADDRESSES: usize = 100_000;
 /// it, as single values keep to what was seen: UDP gets the flag strings UDP had in training.
 /// (Categories are drawn before ports, see `schema::modelling_order`; a port column that precedes
 /// a category is one modelled as a category itself.)
+///
+/// For a port column (more than 64 classes) and an earlier category column: the port classes
+/// seen at all with each category value that was seen `min_category_count` times
+/// (`allowed_wide`), so an ICMP flow gets an ICMP type and never a web port.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PairMask {
     pub given_slot: usize,
     pub slot: usize,
     /// (earlier class, allowed classes of this column), sorted by the earlier class.
     pub allowed: Vec<(u32, u64)>,
+    /// The same for a column of more than 64 classes, 64 classes a word. Empty in models
+    /// stored before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_wide: Vec<(u32, Vec<u64>)>,
 }
 
 impl PairMask {
@@ -248,6 +299,47 @@ impl PairMask {
             .ok()
             .map(|i| self.allowed[i].1)
     }
+    pub fn allowed_words_for(&self, given_class: u32) -> Option<&[u64]> {
+        self.allowed_wide
+            .binary_search_by_key(&given_class, |(c, _)| *c)
+            .ok()
+            .map(|i| self.allowed_wide[i].1.as_slice())
+    }
+}
+
+/// The classes a softmax slot may take in one row: `allowed` (1 or 0 per class) cut by each of
+/// `pairs` (the slot's masks) that restricts the value `given(slot)` already drawn. Fills `out`
+/// and returns true when some mask applies and leaves a class; false means `allowed` as is
+/// (masks that leave nothing, a combination never seen in training, give way).
+pub fn restrict_classes(
+    pairs: &[PairMask],
+    given: impl Fn(usize) -> u32,
+    allowed: &[f32],
+    out: &mut Vec<f32>,
+) -> bool {
+    let mut restricted = false;
+    for p in pairs {
+        let g = given(p.given_slot);
+        let narrow = p.allowed_for(g);
+        let words = p.allowed_words_for(g);
+        if narrow.is_none() && words.is_none() {
+            continue;
+        }
+        if !restricted {
+            out.clear();
+            out.extend_from_slice(allowed);
+            restricted = true;
+        }
+        for (i, a) in out.iter_mut().enumerate() {
+            let kept_narrow = narrow.is_none_or(|m| i < 64 && m >> i & 1 == 1);
+            let kept_wide =
+                words.is_none_or(|w| w.get(i / 64).is_some_and(|x| x >> (i % 64) & 1 == 1));
+            if !(kept_narrow && kept_wide) {
+                *a = 0.0;
+            }
+        }
+    }
+    restricted && out.iter().any(|&a| a > 0.0)
 }
 
 /// `columns[numerator] / columns[denominator]` stayed within [min, max] in every training row
@@ -658,28 +750,35 @@ impl TableCodec {
     fn fit_pairs(&self, encoded: &EncodedTable, min_count: usize) -> Vec<PairMask> {
         let width = self.slot_width();
         let layout = self.layout();
-        // Single-slot softmax columns without NULLs: (value slot, classes).
-        let softmax: Vec<(usize, usize)> = self
+        // Single-slot softmax columns without NULLs: (value slot, classes, is a category).
+        let softmax: Vec<(usize, usize, bool)> = self
             .columns
             .iter()
             .zip(&layout)
             .filter(|(c, _)| !c.nullable)
             .filter_map(|(c, l)| match &c.codec {
                 Codec::Port { frequent, .. } => {
-                    Some((l.value_slot, port::CLASSES + frequent.len()))
+                    Some((l.value_slot, port::CLASSES + frequent.len(), false))
                 }
                 Codec::Category { values, other } => {
-                    Some((l.value_slot, values.len() + usize::from(*other)))
+                    Some((l.value_slot, values.len() + usize::from(*other), true))
                 }
                 _ => None,
             })
             .collect();
         let mut pairs = vec![];
-        for (j, &(slot, classes)) in softmax.iter().enumerate() {
+        for (j, &(slot, classes, _)) in softmax.iter().enumerate() {
             if classes > 64 {
+                let wide = softmax[..j]
+                    .iter()
+                    .filter(|(_, _, category)| *category)
+                    .filter_map(|&(given_slot, _, _)| {
+                        wide_pair_mask(encoded, width, given_slot, slot, classes, min_count)
+                    });
+                pairs.extend(wide);
                 continue;
             }
-            for &(given_slot, _) in &softmax[..j] {
+            for &(given_slot, _, _) in &softmax[..j] {
                 let mut counts: HashMap<u32, [usize; 64]> = HashMap::new();
                 for r in 0..encoded.rows {
                     let row = &encoded.slots[r * width..(r + 1) * width];
@@ -715,6 +814,7 @@ impl TableCodec {
                     given_slot,
                     slot,
                     allowed,
+                    allowed_wide: vec![],
                 });
             }
         }

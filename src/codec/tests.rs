@@ -424,6 +424,79 @@ fn protocols_keep_to_the_ports_they_were_seen_with() {
     );
 }
 
+/// Ports are drawn after the protocol: each protocol seen often enough keeps to the port
+/// classes it had in training, even those it had once, and a protocol seen on every port has
+/// no constraint.
+#[test]
+fn ports_keep_to_the_protocols_they_were_seen_with() {
+    let cols = [
+        info("te", "timestamp without time zone"),
+        info("pr", "text"),
+        info("dp", "integer"),
+    ];
+    let plans = plan_columns(&cols, None, &[]).unwrap();
+    let n = 900;
+    let row = |i: usize| match i % 3 {
+        0 => ("ICMP", if i == 3 { 771 } else { 2048 }),
+        1 => ("TCP", [80, 443, 22][i % 9 / 3]),
+        _ => ("UDP", [53, 80, 443, 22, 2048, 771][i / 3 % 6]),
+    };
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(1_460_332_800.0 + i as f64)).collect()),
+        ColumnValues::Text((0..n).map(|i| Some(row(i).0.to_string())).collect()),
+        ColumnValues::Int((0..n).map(|i| Some(row(i).1)).collect()),
+    ];
+    let (codec, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    let Codec::Category {
+        values: protocols, ..
+    } = &codec.columns[1].codec
+    else {
+        panic!("{:?}", codec.columns[1])
+    };
+    let protocol = |p: &str| protocols.iter().position(|v| v == p).unwrap() as u32;
+    let class = |p: u16| port::class(p);
+    let mask = codec
+        .pairs
+        .iter()
+        .find(|m| !m.allowed_wide.is_empty())
+        .expect("a port mask");
+    let kept = |pr: &str| -> Vec<usize> {
+        let words = mask.allowed_words_for(protocol(pr)).unwrap();
+        (0..port::CLASSES)
+            .filter(|&c| words[c / 64] >> (c % 64) & 1 == 1)
+            .collect()
+    };
+    let mut icmp = vec![class(771), class(2048)];
+    icmp.sort_unstable();
+    assert_eq!(kept("ICMP"), icmp, "{mask:?}");
+    assert_eq!(kept("TCP"), [class(22), class(80), class(443)]);
+    assert_eq!(
+        mask.allowed_words_for(protocol("UDP")),
+        None,
+        "UDP had every port"
+    );
+
+    // A generated ICMP row may take only ICMP's classes; UDP any class the head allows.
+    let allowed = vec![1f32; port::CLASSES];
+    let mut out = Vec::new();
+    let slot_of_pr = mask.given_slot;
+    let given = |pr: u32| move |s: usize| if s == slot_of_pr { pr } else { 0 };
+    assert!(restrict_classes(
+        std::slice::from_ref(mask),
+        given(protocol("ICMP")),
+        &allowed,
+        &mut out
+    ));
+    let drawable: Vec<usize> = (0..out.len()).filter(|&c| out[c] > 0.0).collect();
+    assert_eq!(drawable, icmp);
+    assert!(!restrict_classes(
+        std::slice::from_ref(mask),
+        given(protocol("UDP")),
+        &allowed,
+        &mut out
+    ));
+}
+
 #[test]
 fn frequent_high_ports_get_classes_when_asked() {
     let (plans, values) = table();

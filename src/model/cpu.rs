@@ -17,7 +17,7 @@ use super::net::StanNet;
 use super::sample::SampledRow;
 use super::spec::{training_stream, HeadSpec};
 use crate::codec::time::Clock;
-use crate::codec::{PairMask, ValueRange};
+use crate::codec::{restrict_classes, PairMask, ValueRange};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1057,27 +1057,18 @@ impl Policy for Sampling<'_> {
                 });
                 super::capped_gap(z, max)
             }
-            Some(classes) => {
-                let pairs = &net.pairs[head.slot];
-                let mask = pairs.iter().fold(u64::MAX, |m, p| {
-                    m & p.allowed_for(row[p.given_slot] as u32).unwrap_or(u64::MAX)
-                });
-                let mut allowed: &[f32] = &head.allowed;
-                if mask != u64::MAX {
-                    self.masked.clear();
-                    self.masked.extend((0..classes).map(|i| {
-                        let kept = i < 64 && mask >> i & 1 == 1;
-                        if kept {
-                            head.allowed[i]
-                        } else {
-                            0.0
-                        }
-                    }));
-                    // Masks that leave nothing (never in training) give way.
-                    if self.masked.iter().any(|&a| a > 0.0) {
-                        allowed = &self.masked;
-                    }
-                }
+            Some(_) => {
+                let restricted = restrict_classes(
+                    &net.pairs[head.slot],
+                    |given| row[given] as u32,
+                    &head.allowed,
+                    &mut self.masked,
+                );
+                let allowed: &[f32] = if restricted {
+                    &self.masked
+                } else {
+                    &head.allowed
+                };
                 sample_logits(out, allowed, rng) as f32
             }
         }

@@ -6,7 +6,7 @@
 use super::net::{mdn_parts, StanNet};
 use super::spec::HeadSpec;
 use crate::codec::time::Clock;
-use crate::codec::{PairMask, ValueRange};
+use crate::codec::{restrict_classes, PairMask, ValueRange};
 use crate::error::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -177,28 +177,17 @@ impl Sampler {
                             let p = to_vec(&out.softmax(1, Kind::Float))?;
                             let allowed = &self.allowed[slot];
                             let pairs = &self.pairs[slot];
-                            // Only slots restricted by an earlier value need a per-row mask.
-                            let mut masked = if pairs.is_empty() {
-                                Vec::new()
-                            } else {
-                                allowed.clone()
-                            };
+                            let mut masked = Vec::new();
                             for r in 0..b {
-                                let mask = pairs.iter().fold(u64::MAX, |m, p| {
-                                    let given = current[r * width + p.given_slot] as u32;
-                                    m & p.allowed_for(given).unwrap_or(u64::MAX)
-                                });
-                                let mut row_allowed: &[f32] = allowed;
-                                if mask != u64::MAX {
-                                    for (i, a) in masked.iter_mut().enumerate() {
-                                        let kept = i < 64 && mask >> i & 1 == 1;
-                                        *a = if kept { allowed[i] } else { 0.0 };
-                                    }
-                                    // Masks that leave nothing (never in training) give way.
-                                    if masked.iter().any(|&a| a > 0.0) {
-                                        row_allowed = &masked;
-                                    }
-                                }
+                                let row = &current[r * width..(r + 1) * width];
+                                let restricted = restrict_classes(
+                                    pairs,
+                                    |given| row[given] as u32,
+                                    allowed,
+                                    &mut masked,
+                                );
+                                let row_allowed: &[f32] =
+                                    if restricted { &masked } else { allowed };
                                 let probs = &p[r * classes..(r + 1) * classes];
                                 let c = pick(probs, Some(row_allowed), &mut self.rng);
                                 current[r * width + slot] = c as f32;

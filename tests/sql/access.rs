@@ -367,6 +367,15 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         "ports of the 2000-2099 bin come back as 2048 exactly"
     );
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake WHERE dp = 2048") > 0);
+    // The simulator's ICMP flows are all echo requests; a port is drawn among those seen with
+    // the protocol already drawn, so after one epoch too no ICMP flow has another port.
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM fake WHERE pr = 'ICMP' AND dp <> 2048"
+        ),
+        0
+    );
     // stream_max_gap (a default): each stream's gaps are capped at the longest of the training
     // stream it follows. Every host but training stream 0's falls silent for two hours, so the
     // table's longest gap (which caps every gap anyway) is far above stream 0's; a generated
