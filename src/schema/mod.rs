@@ -135,14 +135,17 @@ pub fn plan_columns(
 }
 
 /// The order in which the model draws a row's columns: the order column, then the categories
-/// (protocol, flags), then the rest as in the table. What kind of flow a row is decides its
-/// ports, addresses and sizes more than the other way round: a GRE or ESP flow is drawn as such
-/// and gets ports that fit, instead of needing ports that happen to fit it first.
+/// (protocol, flags), then addresses and ports, then the rest (durations, sizes) as in the
+/// table. What kind of flow a row is decides its ports, addresses and sizes more than the other
+/// way round: a GRE or ESP flow is drawn as such and gets ports that fit, instead of needing
+/// ports that happen to fit it first. Likewise who talks to whom on which port says how long
+/// and how large the flow is: a host's periodic 300 s transfer is told apart by its port.
 pub fn modelling_order(mut plans: Vec<ColumnPlan>) -> Vec<ColumnPlan> {
     plans.sort_by_key(|p| match p.kind {
         Kind::Order => 0,
         Kind::Category => 1,
-        _ => 2,
+        Kind::Ipv4 | Kind::Port => 2,
+        _ => 3,
     });
     plans
 }
@@ -260,6 +263,26 @@ mod tests {
             .map(|p| p.name.clone())
             .collect();
         assert_eq!(drawn, ["te", "pr", "sa", "dp", "pkt", "td"]);
+    }
+
+    /// A table that lists durations and sizes before the flow's endpoints still has them drawn
+    /// after the endpoints, in the table's order among themselves.
+    #[test]
+    fn durations_and_sizes_are_drawn_after_addresses_and_ports() {
+        let cols = [
+            col("te", "timestamp without time zone"),
+            col("td", "double precision"),
+            col("pkt", "bigint"),
+            col("dp", "integer"),
+            col("pr", "text"),
+            col("da", "inet"),
+            col("byt", "bigint"),
+        ];
+        let drawn: Vec<_> = modelling_order(plan_columns(&cols, None, &[]).unwrap())
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(drawn, ["te", "pr", "dp", "da", "td", "pkt", "byt"]);
     }
 
     #[test]
