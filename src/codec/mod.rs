@@ -277,9 +277,10 @@ pub const MAX_KEPT_ADDRESSES: usize = 100_000;
 /// (Categories are drawn before ports, see `schema::modelling_order`; a port column that precedes
 /// a category is one modelled as a category itself.)
 ///
-/// For a port column (more than 64 classes) and an earlier category column: the port classes
-/// seen at all with each category value that was seen `min_category_count` times
-/// (`allowed_wide`), so an ICMP flow gets an ICMP type and never a web port.
+/// For a column of more than 64 classes (a port, or a category with that many values) and an
+/// earlier category column: the classes seen at all with each category value that was seen
+/// `min_category_count` times (`allowed_wide`), so an ICMP flow gets an ICMP type and never a
+/// web port.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PairMask {
     pub given_slot: usize,
