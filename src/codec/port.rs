@@ -29,26 +29,35 @@ pub fn decode(class: usize, rng: &mut impl Rng) -> u16 {
     }
 }
 
-/// A port above the exact range gets its own class when it holds this share of the rows ...
+/// A port above the exact range gets its own class when it holds this share of the rows, ...
 pub const FREQUENT_SHARE: f64 = 0.001;
-/// ... for at most this many ports.
+/// ... or at least this share of its bin's rows (so that a bin is not decoded uniformly when one
+/// port is most of it: Redis's 6379, ICMP's type/code 2816 "time exceeded") ...
+pub const BIN_SHARE: f64 = 0.5;
+/// ... for at most this many ports, the most frequent.
 pub const MAX_FREQUENT: usize = 64;
 
-/// The frequent ports above the exact range, ascending: each seen in at least
-/// `max(min_count, FREQUENT_SHARE * rows)` rows, the most frequent `MAX_FREQUENT`.
+/// The frequent ports above the exact range, ascending: each seen in at least `min_count` rows
+/// and in `FREQUENT_SHARE` of the rows or `BIN_SHARE` of its bin's; the most frequent
+/// `MAX_FREQUENT`.
 pub fn frequent(ports: impl Iterator<Item = u16>, min_count: usize) -> Vec<u16> {
     let mut counts: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
+    let mut bin_rows = vec![0usize; CLASSES];
     let mut rows = 0usize;
     for p in ports {
         rows += 1;
         if p as u32 >= EXACT {
             *counts.entry(p).or_default() += 1;
+            bin_rows[class(p)] += 1;
         }
     }
-    let least = (min_count as f64).max(FREQUENT_SHARE * rows as f64);
     let mut kept: Vec<(u16, usize)> = counts
         .into_iter()
-        .filter(|&(_, n)| n as f64 >= least)
+        .filter(|&(p, n)| {
+            n >= min_count
+                && (n as f64 >= FREQUENT_SHARE * rows as f64
+                    || n as f64 >= BIN_SHARE * bin_rows[class(p)] as f64)
+        })
         .collect();
     kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     kept.truncate(MAX_FREQUENT);
@@ -114,5 +123,25 @@ mod tests {
         }
         assert_eq!(class_with(443, &f), 443);
         assert_eq!(class_with(20_001, &f), class(20_001));
+    }
+
+    #[test]
+    fn a_port_that_is_most_of_its_bin_comes_back_exactly() {
+        // 100,000 flows from Linux's ephemeral range (32768-60999), 60 to Redis (6379: 0.06 %
+        // of the rows, but all of its bin) and 60 spread over 7000-7059 with 7001 six times (a
+        // tenth of its bin).
+        let ephemeral = (0..100_000u32).map(|i| (32_768 + i * 7 % 28_232) as u16);
+        let redis = std::iter::repeat_n(6379u16, 60);
+        let spread = (0..60u16).map(|i| if i < 6 { 7001 } else { 7000 + i });
+        let ports: Vec<u16> = ephemeral.chain(redis).chain(spread).collect();
+        let f = frequent(ports.iter().copied(), 5);
+        assert_eq!(f, vec![6379]);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(decode_with(class_with(6379, &f), &f, &mut rng), 6379);
+        let few = frequent(ports.iter().copied(), 100);
+        assert!(
+            few.is_empty(),
+            "a port seen fewer than min_count times stays in its bin"
+        );
     }
 }
