@@ -38,8 +38,18 @@ fn bars_svg(labels: &[String], real: &[f64], synthetic: &[f64], x_title: &str) -
         .copied()
         .fold(0.0, f64::max)
         .max(1e-12);
-    let (left, bottom, plot_h) = (40.0, 46.0, HEIGHT - 56.0);
-    let slot = (WIDTH - left - 10.0) / n;
+    // Room below the axis and to the right for the slanted labels (9 px type, about 5.4 px a
+    // character, at 35°: 3.1 px down and 4.5 px across per character), so that an address is not
+    // cut off at the chart's edges.
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
+    let left = 40.0;
+    let bottom = (16.0 + 3.1 * longest).clamp(46.0, 80.0);
+    // The last label starts 0.2 of a slot into its slot: right ≥ reach − 0.8 slot, solved for it.
+    let reach = 4.5 * longest;
+    let right = ((reach - 0.8 * (WIDTH - left) / n) / (1.0 - 0.8 / n)).clamp(10.0, 80.0);
+    // Bars start below the two captions at the top.
+    let plot_h = HEIGHT - bottom - 18.0;
+    let slot = (WIDTH - left - right) / n;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">"#
     );
@@ -81,11 +91,11 @@ fn bars_svg(labels: &[String], real: &[f64], synthetic: &[f64], x_title: &str) -
             );
         }
     }
+    // Top right, where the slanted labels cannot run into it.
     let _ = write!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text></svg>"#,
+        r#"<text x="{:.1}" y="12" font-size="10" text-anchor="end">{}</text></svg>"#,
         WIDTH - 10.0,
-        HEIGHT - 4.0,
         escape(x_title)
     );
     s
@@ -347,4 +357,44 @@ pub fn html(
     );
     s.push_str("</body></html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The axis's height in a chart from `bars_svg`.
+    fn axis_y(svg: &str) -> f64 {
+        let start = svg.find(r#"<line x1="40" y1=""#).expect("an axis line") + 18;
+        svg[start..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn slanted_address_labels_fit_below_the_axis() {
+        let addresses: Vec<String> = (0..12).map(|i| format!("142.219.154.{i:03}")).collect();
+        let shares = vec![1.0 / 12.0; 12];
+        let svg = bars_svg(&addresses, &shares, &shares, "most common addresses");
+        // 15 characters of 9 px type (about 5.4 px each) slanted at 35°, 12 px below the axis.
+        let (down, across) = (35f64.to_radians().sin(), 35f64.to_radians().cos());
+        let label_depth = 12.0 + 15.0 * 5.4 * down;
+        assert!(
+            axis_y(&svg) + label_depth <= HEIGHT,
+            "labels run {:.1} px past the chart's bottom",
+            axis_y(&svg) + label_depth - HEIGHT
+        );
+        // The last label starts at its bar's x (the last `transform="rotate(35 x y)"`).
+        let last = svg.rfind("rotate(35 ").expect("labels") + 10;
+        let x: f64 = svg[last..].split(' ').next().unwrap().parse().unwrap();
+        assert!(
+            x + 15.0 * 5.4 * across <= WIDTH,
+            "the last label runs {:.1} px past the chart's right edge",
+            x + 15.0 * 5.4 * across - WIDTH
+        );
+        assert!(svg.contains(r#"y="12" font-size="10" text-anchor="end">most common addresses"#));
+        let short = bars_svg(&["TCP".to_string()], &[1.0], &[1.0], "most common values");
+        assert!(
+            axis_y(&short) > axis_y(&svg),
+            "short labels keep a taller plot"
+        );
+    }
 }
