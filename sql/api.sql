@@ -15,7 +15,7 @@ CREATE FUNCTION stan_train(
     options jsonb DEFAULT '{}'
 ) RETURNS text
 LANGUAGE sql VOLATILE
-AS $$ SELECT stan.train(relation::oid, model, order_by, stream_by, columns, options) $$;
+AS $$ SELECT stan.train(relation::pg_catalog.oid, model, order_by, stream_by, columns, options) $$;
 COMMENT ON FUNCTION stan_train(regclass, text, text, text, jsonb, jsonb) IS
     'Learn a table of flows; stores a new model version and returns the model name';
 
@@ -70,10 +70,11 @@ CREATE FUNCTION stan_demo_flows(
                  pr text, flg text, pkt bigint, byt bigint)
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT pg_catalog.to_timestamp(f.te) AT TIME ZONE 'UTC', f.td, f.sa::inet, f.da::inet,
-           f.sp, f.dp, f.pr, f.flg, f.pkt, f.byt
-      FROM stan.demo_flows_raw(hosts, extract(epoch FROM span)::float8, seed,
-                               extract(epoch FROM start AT TIME ZONE 'UTC')::float8) AS f
+    SELECT pg_catalog.to_timestamp(f.te) AT TIME ZONE 'UTC', f.td, f.sa::pg_catalog.inet,
+           f.da::pg_catalog.inet, f.sp, f.dp, f.pr, f.flg, f.pkt, f.byt
+      FROM stan.demo_flows_raw(hosts, EXTRACT(epoch FROM span)::pg_catalog.float8, seed,
+                               EXTRACT(epoch FROM start AT TIME ZONE 'UTC')::pg_catalog.float8) AS f
+     ORDER BY f.te, f.sa::pg_catalog.inet
 $$;
 COMMENT ON FUNCTION stan_demo_flows(integer, interval, bigint, timestamp) IS
     'Deterministic simulated flows (DNS, HTTP/S, SSH, NTP, SNMP, ICMP) for demos and tests';

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod error;
 pub mod evaluate;
+pub mod interrupt;
 pub mod model;
 pub mod options;
 pub mod pipeline;

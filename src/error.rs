@@ -21,6 +21,9 @@ pub enum Error {
     /// The row type asked for does not match the model's columns.
     #[error("{0}")]
     RowTypeMismatch(String),
+    /// The input or the request is larger than a documented limit allows.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -582,6 +582,7 @@ pub fn evaluate(
     let r = roles(codec);
     let mut jsd_sum = (0.0, 0.0, 0usize, true);
     for (i, c) in codec.columns.iter().enumerate() {
+        crate::interrupt::check();
         let categorical = matches!(
             c.codec,
             Codec::Category { .. } | Codec::Port { .. } | Codec::Ipv4 { .. }

@@ -31,6 +31,16 @@ pub static DEVICE: GucSetting<DeviceSetting> =
 /// libtorch's intra-op threads per backend. One by default: every backend would otherwise start
 /// one OpenMP thread per core, and concurrent sessions would thrash.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// The most streams one stan_generate call runs (each holds its window and activations).
+pub static MAX_STREAMS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// The most rows one stan_generate call returns.
+pub static MAX_ROWS_PER_CALL: GucSetting<i32> = GucSetting::<i32>::new(20_000_000);
+/// The most rows stan_train reads into memory (after a `max_rows` sample).
+pub static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
+
+fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
+}
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -42,6 +52,8 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // Resource settings are superuser-only (SUSET): a DBA sets them per cluster, database or
+    // role (ALTER ROLE ... SET), and no role raises its own.
     GucRegistry::define_int_guc(
         c"stan.threads",
         c"libtorch intra-op threads per backend.",
@@ -49,7 +61,38 @@ pub extern "C-unwind" fn _PG_init() {
         &THREADS,
         1,
         256,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"stan.max_streams",
+        c"The most streams one stan_generate call runs.",
+        c"Each stream holds its window of rows and activations in the backend.",
+        &MAX_STREAMS,
+        1,
+        stan_core::pipeline::MAX_STREAMS as i32,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"stan.max_rows_per_call",
+        c"The most rows one stan_generate call returns.",
+        c"A call that would return more stops with an error; generate the span in parts.",
+        &MAX_ROWS_PER_CALL,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"stan.max_training_rows",
+        c"The most rows stan_train reads into memory.",
+        c"Larger tables need options => '{\"max_rows\": n}', which samples whole streams.",
+        &MAX_TRAINING_ROWS,
+        100,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    stan_core::interrupt::install(check_for_interrupts);
 }

@@ -98,6 +98,7 @@ pub fn train_model(
     };
     let summary = train::train(&mut net, &encoded, &settings, progress)?;
     let weights = store::save(&net)?;
+    check_stored_form(&codec, &config, &weights)?;
     Ok(TrainedModel {
         options: options.clone(),
         codec,
@@ -107,6 +108,37 @@ pub fn train_model(
         streams: encoded.stream_starts.len(),
         rows: encoded.rows,
     })
+}
+
+/// What is about to be stored must load back: each column's codec survives its JSON round
+/// trip (no value JSON cannot hold, such as an infinite bound), and the weights load into the
+/// network the config describes. A model that fails here is refused rather than stored unusable.
+pub fn check_stored_form(codec: &TableCodec, config: &ModelConfig, weights: &[u8]) -> Result<()> {
+    for column in &codec.columns {
+        let json = serde_json::to_value(column)
+            .map_err(|e| Error::column(&column.name, format!("its codec cannot be stored: {e}")))?;
+        let back: Option<crate::codec::ColumnCodec> = serde_json::from_value(json.clone()).ok();
+        if back.as_ref() != Some(column) {
+            return Err(Error::column(
+                &column.name,
+                "its fitted codec holds a value that cannot be stored and read back (an infinite or out-of-range bound); scale the column down or skip it",
+            ));
+        }
+    }
+    let json = serde_json::to_value(codec)
+        .map_err(|e| Error::CorruptModel(format!("the codecs cannot be stored: {e}")))?;
+    let back: Option<TableCodec> = serde_json::from_value(json).ok();
+    if back.as_ref() != Some(codec) {
+        return Err(Error::CorruptModel(
+            "the fitted codecs do not read back as they were stored; nothing was stored".into(),
+        ));
+    }
+    store::load(config.clone(), weights, Device::Cpu).map_err(|e| {
+        Error::CorruptModel(format!(
+            "training produced weights that do not load back ({e}); nothing was stored: try another seed or a smaller learning_rate"
+        ))
+    })?;
+    Ok(())
 }
 
 /// Generated rows as text values (None = NULL), one per codec column, in codec column order.
@@ -128,6 +160,10 @@ enum Engine {
 /// Spans beyond this are refused: they would run for days.
 pub const MAX_SPAN_SECONDS: f64 = 366.0 * 86_400.0;
 pub const MAX_STREAMS: usize = 100_000;
+/// Generated times stay within 0001-01-01 and 9999-12-31 (epoch seconds), where every
+/// timestamp type and the text form of a row agree.
+pub const FIRST_TIME: f64 = -62_135_596_800.0;
+pub const LAST_TIME: f64 = 253_402_300_799.0;
 /// Generation runs this long before `start` by default, its rows thrown away, so that `start`
 /// finds every stream in its usual rhythm instead of at a stream's first rows (see `warmup`).
 pub const DEFAULT_WARMUP_SECONDS: f64 = 3600.0;
@@ -157,6 +193,14 @@ impl Generator {
                 format!("{warmup_seconds} s is not in [0, 366 days]"),
             ));
         }
+        if let Some(start) = start {
+            if !(FIRST_TIME..=LAST_TIME).contains(&start) {
+                return Err(Error::option(
+                    "start",
+                    format!("{start} s since 1970 is not a time between the years 1 and 9999"),
+                ));
+            }
+        }
         if streams == 0 || streams > MAX_STREAMS {
             return Err(Error::option(
                 "streams",
@@ -176,6 +220,12 @@ impl Generator {
         // Algorithm 2 when 0); a window that empty is a stream's first rows, which in training
         // come in bursts, so without a warm-up every stream would begin with one at `start`.
         let (run_start, run_span) = (start - warmup_seconds, span_seconds + warmup_seconds);
+        if run_start < FIRST_TIME || start + span_seconds > LAST_TIME {
+            return Err(Error::option(
+                "start",
+                "the span (with its warm-up) must lie between the years 1 and 9999",
+            ));
+        }
         let gap = Box::new(move |z| gap_codec.gap_seconds(z));
         let engine = if device == Device::Cpu {
             let cpu = CpuNet::from_net(&net, &codec.pairs)?.drawing_within(&codec.value_ranges);
@@ -228,6 +278,8 @@ impl Generator {
     /// step runs one network pass for all streams.
     pub fn next_row(&mut self) -> Result<Option<Vec<Option<String>>>> {
         while self.pending.is_empty() {
+            // Steps of the warm-up return nothing, so a long one never leaves this loop.
+            crate::interrupt::check();
             let rows = match &mut self.engine {
                 Engine::Torch(sampler) if !sampler.finished() => sampler.step()?,
                 Engine::Cpu(sampler) if !sampler.finished() => sampler.step(),

@@ -57,16 +57,60 @@ fn daily_rhythm(epoch: f64) -> f64 {
     0.15 + 0.85 * day
 }
 
+/// The most host-days one call simulates (hosts × span in days): about 0.3 GB of rows a
+/// hundred host-days when stored, so a typo cannot fill a disk or run for hours.
+pub const MAX_HOST_DAYS: f64 = 2_000.0;
+pub const MAX_HOSTS: usize = 10_000;
+
+/// Checks a simulation's size before any flow is made.
+pub fn check_size(hosts: i64, seconds: f64) -> crate::Result<()> {
+    use crate::Error;
+    if !(1..=MAX_HOSTS as i64).contains(&hosts) {
+        return Err(Error::option(
+            "hosts",
+            format!("{hosts} is not in 1..{MAX_HOSTS}"),
+        ));
+    }
+    if !(seconds > 0.0 && seconds <= 366.0 * 86_400.0) {
+        return Err(Error::option(
+            "span",
+            format!("{seconds} s is not in (0, 366 days]"),
+        ));
+    }
+    let host_days = hosts as f64 * seconds / 86_400.0;
+    if host_days > MAX_HOST_DAYS {
+        return Err(Error::LimitExceeded(format!(
+            "stan_demo_flows: {hosts} hosts over {:.1} days are {host_days:.0} host-days; at most {MAX_HOST_DAYS} are simulated in one call (call it again with another seed or start for more)",
+            seconds / 86_400.0
+        )));
+    }
+    Ok(())
+}
+
 /// Flows of `hosts` internal hosts over `seconds` from `start`, sorted by end time.
 pub fn simulate(hosts: usize, seconds: f64, seed: u64, start: f64) -> Vec<Flow> {
-    let mut flows = Vec::new();
-    for h in 0..hosts {
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(h as u64));
-        simulate_host(h, seconds, start, &mut rng, &mut flows);
-    }
+    let mut flows: Vec<Flow> = simulate_by_host(hosts, seconds, seed, start).collect();
     flows.sort_by(|a, b| a.te.total_cmp(&b.te).then(a.sa.cmp(&b.sa)));
     flows
+}
+
+/// The flows of [`simulate`], one host after another (each host's sorted by end time), holding
+/// one host's flows at a time: memory stays flat however many hosts and days are asked for.
+pub fn simulate_by_host(
+    hosts: usize,
+    seconds: f64,
+    seed: u64,
+    start: f64,
+) -> impl Iterator<Item = Flow> {
+    (0..hosts).flat_map(move |h| {
+        crate::interrupt::check();
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(h as u64));
+        let mut flows = Vec::new();
+        simulate_host(h, seconds, start, &mut rng, &mut flows);
+        flows.sort_by(|a, b| a.te.total_cmp(&b.te).then(a.sa.cmp(&b.sa)));
+        flows
+    })
 }
 
 fn simulate_host(h: usize, seconds: f64, start: f64, rng: &mut ChaCha8Rng, out: &mut Vec<Flow>) {
@@ -219,6 +263,15 @@ fn web_flow(me: [u8; 4], server: [u8; 4], t: f64, rng: &mut ChaCha8Rng) -> Flow 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_by_host_flows_are_the_sorted_flows_regrouped() {
+        let sorted = simulate(4, 3.0 * 3600.0, 3, DEFAULT_START);
+        let mut by_host: Vec<Flow> = simulate_by_host(4, 3.0 * 3600.0, 3, DEFAULT_START).collect();
+        assert_ne!(by_host, sorted, "host by host is not already in time order");
+        by_host.sort_by(|a, b| a.te.total_cmp(&b.te).then(a.sa.cmp(&b.sa)));
+        assert_eq!(by_host, sorted);
+    }
 
     #[test]
     fn deterministic_and_respects_protocol_rules() {

@@ -65,24 +65,14 @@ impl Drop for SwitchedUser {
     }
 }
 
-/// Runs `f` as the owner of stan's catalog tables, with `search_path` pinned. `f` must only run
-/// fixed SQL with parameters: never text that came from the caller.
-pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
-    // Pinned before the owner is looked up, so the lookup itself cannot be redirected.
+/// Runs `f` as `role` inside a security-restricted operation with `search_path` pinned to
+/// `pg_catalog, pg_temp`, the way PostgreSQL runs REFRESH MATERIALIZED VIEW or an index
+/// expression for autovacuum: code that `f`'s statements reach (a view's functions, a stream
+/// expression, an operator) runs with `role`'s rights and cannot SET ROLE, RESET ROLE or SET
+/// SESSION AUTHORIZATION its way back to the session's user, nor create temporary objects that
+/// outlive it. `role` may be the caller itself: then nothing changes but the restriction.
+pub fn restricted_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let _pinned = PinnedSearchPath::new();
-    let owner: pg_sys::Oid = Spi::get_one(
-        "SELECT c.relowner FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = 'stan' AND c.relname = 'model_store'",
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| {
-        fail(
-            Code::ERRCODE_UNDEFINED_TABLE,
-            "stan: the model catalog stan.model_store is missing; reinstall the extension".into(),
-        )
-    });
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context) };
@@ -92,7 +82,7 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     };
     unsafe {
         pg_sys::SetUserIdAndSecContext(
-            owner,
+            role,
             saved_context
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
@@ -101,15 +91,45 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` as the owner of stan's catalog tables (see [`restricted_as`]). `f` must only run
+/// fixed SQL with parameters: never text that came from the caller.
+pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
+    // Looked up with search_path pinned, so the lookup itself cannot be redirected.
+    let owner: Option<pg_sys::Oid> = with_pinned_search_path(|| {
+        Spi::get_one(
+            "SELECT (SELECT c.relowner FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = 'stan' AND c.relname = 'model_store')",
+        )
+        .unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: reading the catalog: {e}"),
+            )
+        })
+    });
+    let owner = owner.unwrap_or_else(|| {
+        fail(
+            Code::ERRCODE_UNDEFINED_TABLE,
+            "stan: the model catalog stan.model_store is missing; reinstall the extension".into(),
+        )
+    });
+    restricted_as(owner, f)
+}
+
 /// What the caller may do with an existing model.
 pub struct ModelAccess {
+    /// The role that trained the model.
+    pub owner: pg_sys::Oid,
     pub owner_name: String,
     /// The caller has the owner's privileges (is the owner, a member of it, or a superuser).
     pub is_owner: bool,
     /// The caller holds a grant, directly or through a role it belongs to.
     pub may_generate: bool,
     /// The caller is the owner role itself: only then is the trainer's own SQL (`stream_by`)
-    /// run again, so a trainer's expression never runs with a superuser's or another member's rights.
+    /// run on relations the caller names, and then inside a security-restricted operation, so
+    /// a trainer's expression never runs with a superuser's or another member's rights (not
+    /// even after a superuser's SET ROLE to the trainer).
     pub is_trainer: bool,
 }
 
@@ -125,7 +145,8 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
                             EXISTS (SELECT 1 FROM stan.model_grants g
                                      WHERE g.name = m.name
                                        AND pg_catalog.pg_has_role($2, g.grantee::oid, 'USAGE')),
-                            m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2
+                            m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2,
+                            m.owner::pg_catalog.oid
                        FROM stan.model_store m WHERE m.name = $1
                       ORDER BY m.version DESC LIMIT 1",
                     Some(1),
@@ -140,6 +161,11 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
             rows.next().map(|r| {
                 let is_owner = r.get::<bool>(2).ok().flatten().unwrap_or(false);
                 ModelAccess {
+                    owner: r
+                        .get::<pg_sys::Oid>(5)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(pg_sys::InvalidOid),
                     owner_name: r.get::<String>(1).ok().flatten().unwrap_or_default(),
                     is_owner,
                     may_generate: is_owner || r.get::<bool>(3).ok().flatten().unwrap_or(false),
@@ -151,10 +177,13 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
 }
 
 fn caller_name() -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regrole::text", &[caller().into()])
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    Spi::get_one_with_args::<String>(
+        "SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r WHERE r.oid = $1",
+        &[caller().into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// The caller's rights on a model that must exist.
@@ -197,4 +226,71 @@ pub fn require_generate(model: &str) {
             ),
         );
     }
+}
+
+/// The lock tag's fourth field for a model name. PostgreSQL's SQL advisory-lock functions use
+/// 1 and 2 there, so no role can take or hold this lock through them.
+const MODEL_LOCK_SPACE: u16 = 0x5354;
+
+/// Takes the transaction's lock on a model name (one trainer per name at a time); false when
+/// another session holds it. Only stan_train takes it: unlike `pg_advisory_lock`, no role can
+/// hold it against a trainer.
+pub fn try_lock_model_name(name: &str) -> bool {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: (hash >> 32) as u32,
+        locktag_field3: hash as u32,
+        locktag_field4: MODEL_LOCK_SPACE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    let result = unsafe {
+        pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, true)
+    };
+    result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+/// Raises unless the caller may give a model this name: 1 to 63 characters, and a name that
+/// starts with an existing role's name and a dot (as default names do, `role.table`) belongs
+/// to that role: only its members may use it, so no role can take the name another role's
+/// `stan_train('flows')` will store under.
+pub fn check_model_name(name: &str) {
+    if name.is_empty() || name.len() > 63 {
+        fail(
+            Code::ERRCODE_INVALID_NAME,
+            format!("stan: model name \"{name}\" must have 1 to 63 characters"),
+        );
+    }
+    let reserved_for: Option<String> = with_pinned_search_path(|| {
+        Spi::get_one_with_args(
+            "SELECT (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
+                      WHERE pg_catalog.starts_with($1, r.rolname::pg_catalog.text OPERATOR(pg_catalog.||) '.')
+                        AND NOT pg_catalog.pg_has_role($2, r.oid, 'MEMBER')
+                      ORDER BY 1 LIMIT 1)",
+            &[name.to_string().into(), caller().into()],
+        )
+        .unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: reading the catalog: {e}"),
+            )
+        })
+    });
+    if let Some(role) = reserved_for {
+        fail(
+            Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "stan: model names that start with \"{role}.\" belong to role {role}; choose another name with model => '...'"
+            ),
+        );
+    }
+}
+
+/// The name of the role calling, for default model names.
+pub fn caller_role_name() -> String {
+    with_pinned_search_path(caller_name)
 }

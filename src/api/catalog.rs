@@ -1,7 +1,34 @@
 //! Model lifecycle and synthetic-only access: drop, grant, revoke (owner only).
 
-use super::access::{as_catalog_owner, caller, require_owner};
+use super::access::{as_catalog_owner, caller, require_owner, with_pinned_search_path};
+use super::error::fail;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
+
+fn catalog_error(e: pgrx::spi::SpiError) -> ! {
+    fail(
+        Code::ERRCODE_INTERNAL_ERROR,
+        format!("stan: writing the model catalog: {e}"),
+    )
+}
+
+/// Raises unless `role` is an existing role (a regrole argument can be `-`, OID 0, or the OID
+/// of a role dropped since).
+fn require_role(role: pg_sys::Oid) {
+    let exists: Option<bool> = with_pinned_search_path(|| {
+        Spi::get_one_with_args(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
+            &[role.into()],
+        )
+        .unwrap_or_else(|e| catalog_error(e))
+    });
+    if exists != Some(true) {
+        fail(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("stan: role with OID {} does not exist", role.to_u32()),
+        );
+    }
+}
 
 #[pg_schema]
 mod stan {
@@ -17,14 +44,13 @@ mod stan {
                 "DELETE FROM stan.model_grants WHERE name = $1",
                 &[model.to_string().into()],
             )
-            .expect("deleting grants");
+            .unwrap_or_else(|e| catalog_error(e));
             Spi::get_one_with_args::<i64>(
                 "WITH d AS (DELETE FROM stan.model_store WHERE name = $1 RETURNING 1)
                  SELECT pg_catalog.count(*) FROM d",
                 &[model.to_string().into()],
             )
-            .ok()
-            .flatten()
+            .unwrap_or_else(|e| catalog_error(e))
             .unwrap_or(0)
         })
     }
@@ -34,6 +60,7 @@ mod stan {
     #[pg_extern(name = "grant_model")]
     fn grant_model(model: &str, grantee: pg_sys::Oid) -> bool {
         require_owner(model, "grant it");
+        require_role(grantee);
         let by = caller();
         as_catalog_owner(|| {
             Spi::get_one_with_args::<bool>(
@@ -43,8 +70,7 @@ mod stan {
                  SELECT EXISTS (SELECT 1 FROM i)",
                 &[model.to_string().into(), grantee.into(), by.into()],
             )
-            .ok()
-            .flatten()
+            .unwrap_or_else(|e| catalog_error(e))
             .unwrap_or(false)
         })
     }
@@ -61,8 +87,7 @@ mod stan {
                  SELECT EXISTS (SELECT 1 FROM d)",
                 &[model.to_string().into(), grantee.into()],
             )
-            .ok()
-            .flatten()
+            .unwrap_or_else(|e| catalog_error(e))
             .unwrap_or(false)
         })
     }

@@ -1,4 +1,6 @@
 //! The built-in flow simulator, for the demo and the tests (see stan_demo_flows in sql/api.sql).
+//! Rows are made one host at a time as they are asked for (value per call), so memory holds one
+//! host's flows whatever the size; sql/api.sql orders them by time.
 
 #[pgrx::pg_schema]
 mod stan {
@@ -27,14 +29,15 @@ mod stan {
             name!(byt, i64),
         ),
     > {
-        if !(1..=10_000).contains(&hosts) {
-            pgrx::error!("stan: hosts must be in 1..10000, not {hosts}");
+        crate::api::error::ok(stan_core::sim::check_size(hosts as i64, seconds));
+        if !start_epoch.is_finite() {
+            crate::api::error::ok::<()>(Err(stan_core::Error::option(
+                "start",
+                "must be a finite time",
+            )));
         }
-        if !(seconds > 0.0 && seconds <= 31.0 * 86_400.0) {
-            pgrx::error!("stan: span must be in (0, 31 days], not {seconds} s");
-        }
-        let flows = stan_core::sim::simulate(hosts as usize, seconds, seed as u64, start_epoch);
-        TableIterator::new(flows.into_iter().map(|f| {
+        let flows = stan_core::sim::simulate_by_host(hosts as usize, seconds, seed as u64, start_epoch);
+        TableIterator::new(flows.map(|f| {
             (
                 f.te,
                 f.td,

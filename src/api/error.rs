@@ -12,6 +12,7 @@ pub fn sqlstate(e: &Error) -> Code {
         Error::InvalidOption { .. } => Code::ERRCODE_INVALID_PARAMETER_VALUE,
         Error::CorruptModel(_) => Code::ERRCODE_DATA_CORRUPTED,
         Error::RowTypeMismatch(_) => Code::ERRCODE_DATATYPE_MISMATCH,
+        Error::LimitExceeded(_) => Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Error::Torch(_) => Code::ERRCODE_INTERNAL_ERROR,
     }
 }

@@ -2,10 +2,10 @@
 //! (metrics in stan_core::evaluate, the page in stan_core::report). Owner only: they read the
 //! training rows.
 
-use super::access::{require_owner, with_pinned_search_path};
+use super::access::{caller, require_owner, with_pinned_search_path};
 use super::error::fail;
 use super::generate::{check_row_type, load_model, StoredModel};
-use super::train::{read_table, relation_name};
+use super::relation::{check_readable, relation_name, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -58,8 +58,8 @@ pub(crate) struct Evaluation {
     pub metrics: Vec<Metric>,
 }
 
-fn read(relation: pg_sys::Oid, plans: &[ColumnPlan], stream_by: Option<&str>) -> Table {
-    let (values, streams) = read_table(relation, plans, stream_by, None);
+fn read(relation: pg_sys::Oid, plans: &[ColumnPlan], reader: &Reader) -> Table {
+    let (values, streams) = reader.read(relation, plans, None);
     Table { values, streams }
 }
 
@@ -67,15 +67,16 @@ fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[pgrx::datum::DatumWithOid]) 
     with_pinned_search_path(|| Spi::get_one_with_args::<T>(sql, args).ok().flatten())
 }
 
-/// The training relation, if it still exists under the name it had and the caller may read it.
-fn training_relation(stored: &StoredModel) -> Option<pg_sys::Oid> {
+/// The training relation, if it still exists and the model's owner may read it (it is read as
+/// the owner: see `relation`).
+fn training_relation(stored: &StoredModel, owner: pg_sys::Oid) -> Option<pg_sys::Oid> {
     let relid = stored.source?;
     let readable: bool = one(
-        "SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1",
-        &[relid.into()],
+        "SELECT pg_catalog.has_table_privilege($2, c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[relid.into(), owner.into()],
     )?;
     if !readable {
-        notice!("stan_evaluate: cannot read the training table; divergence baselines and exact-match figures are NULL");
+        notice!("stan_evaluate: the model's owner cannot read the training table; divergence baselines and exact-match figures are NULL");
         return None;
     }
     Some(relid)
@@ -93,7 +94,7 @@ fn generate_sample(
     start: f64,
     streams: Option<i32>,
     plans: &[ColumnPlan],
-    stream_by: Option<&str>,
+    reader: &Reader,
 ) -> Table {
     let type_name: String =
         one("SELECT pg_catalog.format_type($1, NULL)", &[rowtype.into()]).unwrap_or_default();
@@ -148,7 +149,7 @@ fn generate_sample(
             "stan: the sample table vanished".into(),
         )
     });
-    let synthetic = read(temp_oid, plans, stream_by);
+    let synthetic = read(temp_oid, plans, reader);
     with_pinned_search_path(|| Spi::run(&format!("DROP TABLE {temp}")).ok());
     synthetic
 }
@@ -174,24 +175,37 @@ pub(crate) fn run(
         )
     });
     check_row_type(rowtype, &stored);
+    check_readable(holdout);
     let plans = plans(&stored);
-    // A stored stream_by that is not simply a column is the trainer's SQL: run it again only
-    // for the trainer itself, never with an evaluating superuser's (or other member's) rights.
-    let stream_by = stored.stream_by.clone().filter(|expr| {
-        let is_column = stored
+    // A stored stream_by that is not simply a column is the trainer's SQL: on relations the
+    // caller names it runs only for the trainer itself (restricted, so not even a superuser's
+    // SET ROLE to the trainer lets it act as anyone else); the training relation and it are
+    // read as the model's owner.
+    let is_column = |expr: &str| {
+        stored
             .codec
             .columns
             .iter()
-            .any(|c| quote_identifier(&c.name) == *expr);
-        if !is_column && !access.is_trainer {
+            .any(|c| quote_identifier(&c.name) == *expr)
+    };
+    let caller_stream_by = stored.stream_by.as_deref().filter(|expr| {
+        if !is_column(expr) && !access.is_trainer {
             notice!(
                 "stan_evaluate: model \"{model}\" groups rows into streams with an SQL expression of its trainer ({}), which runs only for that role; per-stream figures treat the rows as one stream",
                 access.owner_name
             );
         }
-        is_column || access.is_trainer
+        is_column(expr) || access.is_trainer
     });
-    let holdout_rows = read(holdout, &plans, stream_by.as_deref());
+    let as_caller = Reader {
+        role: caller(),
+        stream_by: caller_stream_by,
+    };
+    let as_owner = Reader {
+        role: access.owner,
+        stream_by: stored.stream_by.as_deref(),
+    };
+    let holdout_rows = read(holdout, &plans, &as_caller);
     let order = plans.iter().position(|p| p.kind == Kind::Order);
     let times: Vec<f64> = order
         .map(|o| stan_core::evaluate::numbers(&holdout_rows.values[o]))
@@ -220,27 +234,20 @@ pub(crate) fn run(
     };
     let synthetic = match synthetic_table {
         Some(table) => {
+            check_readable(table);
             let t: pg_sys::Oid = one(
                 "SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1",
                 &[table.into()],
             )
             .unwrap_or_default();
             check_row_type(t, &stored);
-            read(table, &plans, stream_by.as_deref())
+            read(table, &plans, &as_caller)
         }
         None => generate_sample(
-            model,
-            holdout,
-            rowtype,
-            span,
-            seed,
-            start,
-            streams,
-            &plans,
-            stream_by.as_deref(),
+            model, holdout, rowtype, span, seed, start, streams, &plans, &as_caller,
         ),
     };
-    let training = training_relation(&stored).map(|t| read(t, &plans, stream_by.as_deref()));
+    let training = training_relation(&stored, access.owner).map(|t| read(t, &plans, &as_owner));
     let metrics = evaluate(
         &stored.codec,
         &synthetic.rows(),

@@ -3,7 +3,7 @@
 
 use super::access::{as_catalog_owner, caller, require_generate, with_pinned_search_path};
 use super::error::{fail, ok};
-use super::train::table_columns;
+use super::relation::{refuse_constrained_domains, table_columns};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -127,6 +127,7 @@ pub(crate) fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
             "stan: the first argument must be a row type, e.g. NULL::flows".to_string(),
         )
     });
+    refuse_constrained_domains(relid);
     let mut have: Vec<(String, String)> = table_columns(relid)
         .into_iter()
         .map(|c| (c.name, c.type_name))
@@ -182,14 +183,30 @@ mod stan {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
+        let max_streams = crate::MAX_STREAMS.get().max(1) as usize;
         let streams = match streams {
+            None if stored.streams > max_streams => fail(
+                Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "stan: model \"{}\" learned {} streams, more than stan.max_streams ({max_streams}) lets one call run; pass streams => {max_streams} or fewer, or ask a superuser to raise the setting",
+                    stored.name, stored.streams
+                ),
+            ),
             None => stored.streams,
+            Some(n) if n > 0 && n as usize > max_streams => fail(
+                Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "stan: streams => {n} is more than stan.max_streams ({max_streams}) lets one call run; ask a superuser to raise the setting"
+                ),
+            ),
             Some(n) if n > 0 => n as usize,
             Some(n) => fail(
                 Code::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("stan: streams must be positive, not {n}"),
             ),
         };
+        let max_rows = crate::MAX_ROWS_PER_CALL.get().max(1) as u64;
+        let mut returned = 0u64;
         let names: Vec<String> = stored
             .codec
             .columns
@@ -217,6 +234,15 @@ mod stan {
         SetOfIterator::new(std::iter::from_fn(move || {
             check_for_interrupts!();
             let row = ok(generator.next_row())?;
+            returned += 1;
+            if returned > max_rows {
+                fail(
+                    Code::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "stan: generating more than {max_rows} rows in one call (stan.max_rows_per_call); generate the span in parts (start => ..., span => ...), or ask a superuser to raise the setting"
+                    ),
+                );
+            }
             let object: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .zip(row)

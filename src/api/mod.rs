@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod evaluate;
 mod generate;
+mod relation;
 mod train;
 
 use pgrx::prelude::*;

@@ -393,6 +393,13 @@ const CENSORED_SHARE: f64 = 0.01;
 
 /// Category columns with at most this many values also get per-value ratio bounds.
 const MAX_RATIO_CONDITIONS: usize = 32;
+/// Ratio bounds are fitted for at most this many (denominator, count) pairs, in column order,
+/// and per value of at most this many small category columns.
+const MAX_RATIO_PAIRS: usize = 64;
+const MAX_RATIO_CONDITION_COLUMNS: usize = 4;
+/// A column of more than 64 classes gets pair masks given at most this many earlier category
+/// columns, and one of at most 64 classes given at most this many earlier softmax columns.
+const MAX_PAIR_GIVENS: usize = 8;
 
 /// Training rows encoded for the model, sorted by stream then time.
 #[derive(Debug, Clone)]
@@ -519,6 +526,7 @@ impl TableCodec {
 
         let mut columns = Vec::with_capacity(plans.len());
         for (plan, vals) in plans.iter().zip(values) {
+            crate::interrupt::check();
             let codec = if plan.kind == Kind::Order {
                 let scale = Scale::fit(gaps.iter().map(|g| g.ln_1p()));
                 let max = gaps.iter().copied().fold(0.0, f64::max);
@@ -773,13 +781,16 @@ impl TableCodec {
                 let wide = softmax[..j]
                     .iter()
                     .filter(|(_, _, category)| *category)
+                    .take(MAX_PAIR_GIVENS)
                     .filter_map(|&(given_slot, _, _)| {
+                        crate::interrupt::check();
                         wide_pair_mask(encoded, width, given_slot, slot, classes, min_count)
                     });
                 pairs.extend(wide);
                 continue;
             }
-            for &(given_slot, _, _) in &softmax[..j] {
+            for &(given_slot, _, _) in softmax[..j].iter().take(MAX_PAIR_GIVENS) {
+                crate::interrupt::check();
                 let mut counts: HashMap<u32, [usize; 64]> = HashMap::new();
                 for r in 0..encoded.rows {
                     let row = &encoded.slots[r * width..(r + 1) * width];
@@ -1131,6 +1142,7 @@ fn fit_relative_counts(columns: &mut [ColumnCodec], values: &[ColumnValues]) {
         if !matches!(columns[c].codec, Codec::Count { .. }) {
             continue;
         }
+        crate::interrupt::check();
         let own =
             Scale::fit((0..values[c].len()).filter_map(|r| Some(values[c].as_f64(r)?.ln_1p())));
         // What is left of log(1 + x) once log(denominator) is taken off.
@@ -1186,44 +1198,69 @@ fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBoun
             _ => None,
         })
         .collect();
+    // Conditions and pairs are capped so that a wide table costs a bounded number of passes
+    // over its rows (flow tables have a few counts and one or two small categories).
+    let conditions = &conditions[..conditions.len().min(MAX_RATIO_CONDITION_COLUMNS)];
+    let pairs: Vec<(usize, usize)> = denominators
+        .iter()
+        .flat_map(|&den| {
+            counts
+                .iter()
+                .filter(move |&&num| num > den)
+                .map(move |&num| (den, num))
+        })
+        .take(MAX_RATIO_PAIRS)
+        .collect();
     let mut out = Vec::new();
-    for &den in &denominators {
-        for &num in counts.iter().filter(|&&num| num > den) {
-            let ratio = |r: usize| match (values[den].as_f64(r), values[num].as_f64(r)) {
-                (Some(d), Some(n)) if d > 0.0 => Some(n / d),
-                _ => None,
-            };
-            let bounds = |rows: &mut dyn Iterator<Item = usize>| {
-                rows.filter_map(ratio)
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-                        (lo.min(x), hi.max(x))
-                    })
-            };
-            let (min, max) = bounds(&mut (0..values[den].len()));
-            if !(min.is_finite() && max.is_finite()) {
-                continue;
-            }
-            out.push(RatioBound {
-                numerator: num,
-                denominator: den,
-                min,
-                max,
-                given: None,
+    for (den, num) in pairs {
+        crate::interrupt::check();
+        let ratio = |r: usize| match (values[den].as_f64(r), values[num].as_f64(r)) {
+            (Some(d), Some(n)) if d > 0.0 => Some(n / d),
+            _ => None,
+        };
+        let (min, max) = (0..values[den].len())
+            .filter_map(ratio)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
             });
-            for &(c, kept) in &conditions {
-                for value in kept {
-                    let mut rows = (0..values[c].len())
-                        .filter(|&r| values[c].as_text(r).as_deref() == Some(value.as_str()));
-                    let (lo, hi) = bounds(&mut rows);
-                    if lo.is_finite() && hi.is_finite() && (lo > min || hi < max) {
-                        out.push(RatioBound {
-                            numerator: num,
-                            denominator: den,
-                            min: lo,
-                            max: hi,
-                            given: Some((c, value.clone())),
-                        });
-                    }
+        if !(min.is_finite() && max.is_finite()) {
+            continue;
+        }
+        out.push(RatioBound {
+            numerator: num,
+            denominator: den,
+            min,
+            max,
+            given: None,
+        });
+        for &(c, kept) in conditions {
+            // One pass over the rows for all of the column's values.
+            let index: HashMap<&str, usize> = kept
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.as_str(), i))
+                .collect();
+            let mut bounds = vec![(f64::INFINITY, f64::NEG_INFINITY); kept.len()];
+            for r in 0..values[c].len() {
+                let Some(x) = ratio(r) else { continue };
+                let Some(text) = values[c].as_text(r) else {
+                    continue;
+                };
+                if let Some(&i) = index.get(text.as_str()) {
+                    let (lo, hi) = &mut bounds[i];
+                    *lo = lo.min(x);
+                    *hi = hi.max(x);
+                }
+            }
+            for (value, (lo, hi)) in kept.iter().zip(bounds) {
+                if lo.is_finite() && hi.is_finite() && (lo > min || hi < max) {
+                    out.push(RatioBound {
+                        numerator: num,
+                        denominator: den,
+                        min: lo,
+                        max: hi,
+                        given: Some((c, value.clone())),
+                    });
                 }
             }
         }
@@ -1343,6 +1380,12 @@ fn fit_continuous(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Res
     } else {
         Scale::fit(sorted.iter().copied())
     };
+    if !(scale.mean.is_finite() && scale.sd.is_finite() && (max - min).is_finite()) {
+        return Err(Error::column(
+            name,
+            format!("values from {min} to {max} span too wide a range to model; scale the column down or skip it"),
+        ));
+    }
     Ok(Codec::Continuous {
         log,
         min,

@@ -54,6 +54,10 @@ pub struct ColumnPlan {
     pub kind: Kind,
 }
 
+/// The most columns one model learns: the codecs' pair masks and ratio bounds and the network's
+/// heads grow with the square of this.
+pub const MAX_MODELLED_COLUMNS: usize = 64;
+
 /// Column kinds a user may force through the `columns` option.
 pub const OVERRIDES: &[&str] = &["port", "category", "count", "continuous", "skip"];
 
@@ -128,6 +132,12 @@ pub fn plan_columns(
             .map(|(_, k)| k.as_str());
         let plan = plan_column(col, col.name == order_column, forced)?;
         plans.push(plan);
+    }
+    let modelled = plans.iter().filter(|p| p.kind != Kind::Skip).count();
+    if modelled > MAX_MODELLED_COLUMNS {
+        return Err(Error::LimitExceeded(format!(
+            "the table has {modelled} columns to model; at most {MAX_MODELLED_COLUMNS} are (flow tables have a few dozen): skip the others with columns => '{{\"col\": \"skip\"}}'"
+        )));
     }
     // The order column comes first: every later attribute sees the current row's time of day.
     plans.sort_by_key(|p| p.kind != Kind::Order);
@@ -233,6 +243,17 @@ mod tests {
             type_name: t.into(),
             is_enum: false,
         }
+    }
+
+    #[test]
+    fn more_columns_than_the_limit_are_refused_unless_skipped() {
+        let mut cols = vec![col("te", "timestamp without time zone")];
+        cols.extend((0..MAX_MODELLED_COLUMNS).map(|i| col(&format!("c{i}"), "integer")));
+        let err = plan_columns(&cols, None, &[]).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+        assert!(err.to_string().contains("65 columns"), "{err}");
+        let skip = [("c0".to_string(), "skip".to_string())];
+        assert_eq!(plan_columns(&cols, None, &skip).unwrap().len(), cols.len());
     }
 
     #[test]

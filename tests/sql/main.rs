@@ -4,5 +4,6 @@ mod access;
 mod corpus;
 mod evaluate;
 mod foundation;
+mod hardening;
 mod model;
 mod safety;

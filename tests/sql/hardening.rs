@@ -1,0 +1,419 @@
+//! Tried as an attacker would: a non-superuser trainer plants code where stan reads or builds
+//! rows (a view, a cast, a domain check, a stream expression) and waits for a superuser to
+//! evaluate or generate; any role tries to exhaust memory, pin a backend, squat a name or hold
+//! a lock; bad arguments get clean errors. Each route must leave the trainer with nothing.
+
+use stan_sql_tests::*;
+use std::time::{Duration, Instant};
+
+/// Roles are per test: tests run in parallel and roles are the cluster's.
+fn trainer(test: &str) -> String {
+    format!("stan_{test}_trainer")
+}
+fn squatter(test: &str) -> String {
+    format!("stan_{test}_squatter")
+}
+
+/// A fresh database with a trainer that owns `flows` and a trap: `public.grab()` tries to make
+/// the trainer a superuser (first RESET ROLE, then ALTER ROLE) and logs who it ran as.
+fn setup(test: &str) -> postgres::Client {
+    let db = format!("stan_test_{test}");
+    let (t, sq) = (trainer(test), squatter(test));
+    let mut c = fresh_db(test);
+    for role in [&t, &sq] {
+        // The database of an earlier run, and everything the role owned there, is gone.
+        c.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;"))
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+    c.batch_execute(&format!(
+        "GRANT CREATE ON DATABASE {db} TO {t}, {sq};
+         GRANT CREATE ON SCHEMA public TO {t}, {sq};
+         CREATE TABLE public.loot (who text, how text);
+         GRANT INSERT, SELECT ON public.loot TO PUBLIC;
+         SET ROLE {t};
+         CREATE TABLE flows AS SELECT * FROM stan_demo_flows(4, '4 hours');
+         CREATE TABLE holdout AS SELECT * FROM stan_demo_flows(4, '1 hour', seed => 2, start => '2016-04-11 04:00');
+         CREATE FUNCTION public.grab(how text) RETURNS boolean LANGUAGE plpgsql AS $f$
+         BEGIN
+             BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN others THEN NULL; END;
+             BEGIN EXECUTE 'ALTER ROLE {t} SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+             INSERT INTO public.loot VALUES (current_user, how);
+             RETURN true;
+         END $f$;
+         RESET ROLE;"
+    ))
+    .unwrap();
+    c
+}
+
+/// The trainer gained nothing, and the superuser's session is still the superuser's.
+fn nothing_gained(c: &mut postgres::Client, t: &str) {
+    let row = c
+        .query_one(
+            &format!("SELECT rolsuper FROM pg_roles WHERE rolname = '{t}'"),
+            &[],
+        )
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "the trainer became a superuser");
+    let row = c
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("postgres".to_string(), "postgres".to_string())
+    );
+    let ran_as_other: i64 = one_i64(
+        c,
+        &format!("SELECT count(*) FROM public.loot WHERE who <> '{t}'"),
+    );
+    assert_eq!(ran_as_other, 0, "the trainer's code ran as another role");
+}
+
+#[test]
+fn a_view_over_the_training_rows_runs_as_its_trainer_when_a_superuser_evaluates() {
+    let mut c = setup("h_view");
+    let (t, sq) = (trainer("h_view"), squatter("h_view"));
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE VIEW flows_v AS SELECT * FROM flows WHERE public.grab('view');
+         SELECT stan_train('flows_v', model => 'v', options => '{{\"epochs\": 1}}');
+         RESET ROLE;"
+    ))
+    .unwrap();
+    let ran = one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'view'");
+    assert!(ran > 0, "the view's function never ran: the test proves nothing");
+    c.batch_execute("TRUNCATE public.loot").unwrap();
+    // The superuser evaluates against a holdout of its own: the training rows are re-read.
+    c.batch_execute("CREATE TABLE su_holdout AS SELECT * FROM holdout")
+        .unwrap();
+    let baseline: Option<f64> = c
+        .query_one(
+            "SELECT \"real\" FROM stan_evaluate('v', 'su_holdout') WHERE metric = 'mean_jsd'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(baseline.is_some(), "the training rows were not read back");
+    assert!(
+        one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'view'") > 0,
+        "the view was not read"
+    );
+    nothing_gained(&mut c, &t);
+}
+
+#[test]
+fn a_cast_to_text_the_trainer_created_never_runs() {
+    let mut c = setup("h_cast");
+    let (t, sq) = (trainer("h_cast"), squatter("h_cast"));
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE TYPE public.proto AS ENUM ('TCP', 'UDP', 'ICMP');
+         CREATE FUNCTION public.proto_text(p public.proto) RETURNS text LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM public.grab('cast'); RETURN 'X' || p::name; END $f$;
+         CREATE CAST (public.proto AS text) WITH FUNCTION public.proto_text(public.proto);
+         CREATE TABLE typed AS SELECT te, td, sa, da, sp, dp, pr::public.proto AS pr, flg, pkt, byt FROM flows;
+         SELECT stan_train('typed', model => 'typed', options => '{{\"epochs\": 1}}');
+         RESET ROLE;"
+    ))
+    .unwrap();
+    // The cast is real: any ::text of the type would run it.
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM pg_cast WHERE castsource = 'public.proto'::regtype AND casttarget = 'text'::regtype"
+        ),
+        1
+    );
+    c.batch_execute("TRUNCATE public.loot").unwrap();
+    c.batch_execute(
+        "CREATE TABLE su_holdout (LIKE typed);
+         INSERT INTO su_holdout SELECT te, td, sa, da, sp, dp, pr::public.proto, flg, pkt, byt FROM holdout;",
+    )
+    .unwrap();
+    let rows = one_i64(
+        &mut c,
+        "SELECT count(*) FROM stan_evaluate('typed', 'su_holdout')",
+    );
+    assert!(rows > 0);
+    let protocols = one_i64(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::typed, '1 hour', seed => 1) WHERE pr::name NOT IN ('TCP', 'UDP', 'ICMP')",
+    );
+    assert_eq!(protocols, 0, "values came back through the user's cast");
+    assert_eq!(one_i64(&mut c, "SELECT count(*) FROM public.loot"), 0);
+    nothing_gained(&mut c, &t);
+}
+
+#[test]
+fn row_types_with_checked_domains_are_refused() {
+    let mut c = setup("h_domain");
+    let (t, sq) = (trainer("h_domain"), squatter("h_domain"));
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE DOMAIN public.note AS text;
+         CREATE TABLE noted AS SELECT f.*, NULL::public.note AS remark FROM flows f;
+         SELECT stan_train('noted', model => 'noted', columns => '{{\"remark\": \"skip\"}}', options => '{{\"epochs\": 1}}');
+         RESET ROLE;"
+    ))
+    .unwrap();
+    // Planted after training, by the trainer's own session (under the superuser's SET ROLE,
+    // validating the constraint would run it with the superuser's rights): generation must
+    // not run it.
+    connect_as("stan_test_h_domain", &t)
+        .batch_execute(
+            "ALTER DOMAIN public.note ADD CONSTRAINT trap CHECK (public.grab('domain'))",
+        )
+        .unwrap();
+    c.batch_execute("TRUNCATE public.loot").unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::noted, '1 hour', seed => 1)",
+    );
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("\"remark\"") && msg.contains("note"), "{msg}");
+    // An array of a checked domain inside a composite type is found too, at training.
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE TYPE public.wrapper AS (notes public.note[]);
+         CREATE TABLE wrapped AS SELECT f.*, NULL::public.wrapper AS w FROM flows f;
+         RESET ROLE;"
+    ))
+    .unwrap();
+    c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT stan_train('wrapped', model => 'wrapped', columns => '{\"w\": \"skip\"}')",
+    );
+    c.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("\"w\""), "{msg}");
+    assert_eq!(one_i64(&mut c, "SELECT count(*) FROM public.loot"), 0);
+    nothing_gained(&mut c, &t);
+}
+
+#[test]
+fn a_stream_expression_cannot_reset_role_after_a_superusers_set_role() {
+    let mut c = setup("h_stream");
+    let (t, sq) = (trainer("h_stream"), squatter("h_stream"));
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE FUNCTION public.host_of(a inet, b inet) RETURNS inet LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM public.grab('stream_by'); RETURN CASE WHEN a << '10.1.0.0/16' THEN a ELSE b END; END $f$;
+         SELECT stan_train('flows', model => 's', stream_by => 'public.host_of(sa, da)', options => '{{\"epochs\": 1}}');
+         RESET ROLE;
+         TRUNCATE public.loot;"
+    ))
+    .unwrap();
+    // As the superuser itself: the expression runs only on the training rows, as the trainer.
+    assert!(one_i64(&mut c, "SELECT count(*) FROM stan_evaluate('s', 'holdout')") > 0);
+    nothing_gained(&mut c, &t);
+    // After SET ROLE to the trainer: it also runs on the holdout, and still cannot get out.
+    c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM stan_evaluate('s', 'holdout')", &[])
+        .unwrap()
+        .get(0);
+    assert!(rows > 0);
+    assert_eq!(
+        c.query_one("SELECT current_user::text", &[])
+            .unwrap()
+            .get::<_, String>(0),
+        t
+    );
+    c.batch_execute("RESET ROLE").unwrap();
+    assert!(
+        one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'stream_by'") > 0,
+        "the stream expression never ran: the test proves nothing"
+    );
+    nothing_gained(&mut c, &t);
+}
+
+/// Peak resident memory of a backend, from /proc (the server runs on this machine).
+fn peak_rss_mb(c: &mut postgres::Client) -> f64 {
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+#[test]
+fn memory_is_bounded_and_long_calls_answer_cancel() {
+    let mut c = setup("h_bounds");
+    let (t, sq) = (trainer("h_bounds"), squatter("h_bounds"));
+    // The simulator streams host by host: 100 hosts over 3 days stay near a small one's peak.
+    one_i64(&mut c, "SELECT count(*) FROM stan_demo_flows(2, '1 hour')");
+    let small = peak_rss_mb(&mut c);
+    let rows = one_i64(&mut c, "SELECT count(*) FROM stan_demo_flows(100, '3 days')");
+    let large = peak_rss_mb(&mut c);
+    assert!(rows > 100_000, "{rows} rows");
+    assert!(
+        large - small < 150.0,
+        "peak memory grew from {small:.0} MB to {large:.0} MB for {rows} rows"
+    );
+    let (code, msg) = sql_error(&mut c, "SELECT count(*) FROM stan_demo_flows(10000, '31 days')");
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("host-days"), "{msg}");
+
+    // Wide tables are refused before any fitting.
+    let cols: Vec<String> = (0..70).map(|i| format!("(random() * 1000)::int AS c{i}")).collect();
+    c.batch_execute(&format!(
+        "CREATE TABLE wide AS SELECT now() - g * interval '1 s' AS t, {} FROM generate_series(1, 300) g",
+        cols.join(", ")
+    ))
+    .unwrap();
+    let (code, msg) = sql_error(&mut c, "SELECT stan_train('wide', model => 'wide')");
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("71 columns") || msg.contains("70 columns"), "{msg}");
+
+    // Streams and rows per call are bounded by superuser-only settings.
+    c.batch_execute("SELECT stan_train('flows', model => 'b', options => '{\"epochs\": 1}')")
+        .unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', streams => 100000)",
+    );
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("stan.max_streams"), "{msg}");
+    c.batch_execute("SET stan.max_rows_per_call = 50").unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', seed => 1)",
+    );
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("stan.max_rows_per_call"), "{msg}");
+    c.batch_execute("RESET stan.max_rows_per_call; SET stan.max_training_rows = 100")
+        .unwrap();
+    let (code, msg) = sql_error(&mut c, "SELECT stan_train('flows', model => 'b2')");
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("max_rows"), "{msg}");
+    c.batch_execute("RESET stan.max_training_rows").unwrap();
+    for setting in [
+        "stan.threads = 4",
+        "stan.max_streams = 100000",
+        "stan.max_rows_per_call = 2000000000",
+        "stan.max_training_rows = 2000000000",
+    ] {
+        c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+        let (code, msg) = sql_error(&mut c, &format!("SET {setting}"));
+        c.batch_execute("RESET ROLE").unwrap();
+        assert_eq!(code, "42501", "{setting}: {msg}");
+    }
+
+    // A long warm-up answers statement_timeout and pg_cancel_backend.
+    let warmup = "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', warmup => '300 days', streams => 50)";
+    c.batch_execute("SET statement_timeout = '1s'").unwrap();
+    let started = Instant::now();
+    let (code, msg) = sql_error(&mut c, warmup);
+    let took = started.elapsed();
+    c.batch_execute("RESET statement_timeout").unwrap();
+    assert_eq!(code, "57014", "{msg}");
+    assert!(took < Duration::from_secs(3), "warm-up stopped after {took:?}");
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let canceller = std::thread::spawn(move || {
+        let mut other = connect("stan_test_h_bounds");
+        std::thread::sleep(Duration::from_millis(1000));
+        let sent = Instant::now();
+        other
+            .query_one("SELECT pg_cancel_backend($1)", &[&pid])
+            .unwrap();
+        sent
+    });
+    let (code, msg) = sql_error(&mut c, warmup);
+    let stopped = Instant::now();
+    let sent = canceller.join().unwrap();
+    assert_eq!(code, "57014", "{msg}");
+    assert!(
+        stopped.duration_since(sent) < Duration::from_secs(2),
+        "stopped {:?} after the cancel",
+        stopped.duration_since(sent)
+    );
+    // The same session still works.
+    assert!(one_i64(&mut c, "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', seed => 1)") > 0);
+}
+
+#[test]
+fn bad_arguments_get_clean_errors_and_change_nothing() {
+    let mut c = setup("h_args");
+    let (t, sq) = (trainer("h_args"), squatter("h_args"));
+    c.batch_execute("SELECT stan_train('flows', model => 'a', options => '{\"epochs\": 1}')")
+        .unwrap();
+    for (sql, code, culprit) in [
+        ("SELECT stan_grant('a', '-')", "42704", "role"),
+        ("SELECT stan_grant('a', 987654321::oid::regrole)", "42704", "987654321"),
+        (
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'a', start => 'infinity')",
+            "22023",
+            "start",
+        ),
+        (
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'a', start => '9999-12-31 23:30')",
+            "22023",
+            "start",
+        ),
+        (
+            "SELECT count(*) FROM stan_demo_flows(2, '1 hour', start => 'infinity')",
+            "22023",
+            "start",
+        ),
+        ("SELECT stan_train('pg_class_oid_index', model => 'x')", "42809", "pg_class_oid_index"),
+    ] {
+        let (got, msg) = sql_error(&mut c, sql);
+        assert_eq!(got, code, "{sql}: {msg}");
+        assert!(msg.contains(culprit), "{sql}: {msg}");
+        assert!(!msg.contains("panicked") && !msg.contains("backtrace"), "{sql}: {msg}");
+    }
+    assert_eq!(
+        one_i64(&mut c, "SELECT count(*) FROM stan.model_grants"),
+        0
+    );
+    // A float column that holds ±1e308 is refused, naming the column, and nothing is stored.
+    c.batch_execute(
+        "CREATE TABLE huge AS SELECT te, CASE WHEN pkt % 2 = 0 THEN 1e308 ELSE -1e308 END::float8 AS x FROM flows",
+    )
+    .unwrap();
+    let (got, msg) = sql_error(&mut c, "SELECT stan_train('huge', model => 'huge', options => '{\"epochs\": 1}')");
+    assert_eq!(got, "22000", "{msg}");
+    assert!(msg.contains("\"x\""), "{msg}");
+    assert_eq!(one_i64(&mut c, "SELECT count(*) FROM stan.models WHERE name = 'huge'"), 0);
+}
+
+#[test]
+fn no_role_can_squat_a_default_model_name_or_hold_its_lock() {
+    let mut c = setup("h_squat");
+    let (t, sq) = (trainer("h_squat"), squatter("h_squat"));
+    // The squatter tries the name the trainer's stan_train('flows') will use.
+    c.batch_execute(&format!(
+        "SET ROLE {sq};
+         CREATE TABLE mine AS SELECT * FROM stan_demo_flows(2, '2 hours');
+         RESET ROLE;"
+    ))
+    .unwrap();
+    c.batch_execute(&format!("SET ROLE {sq}")).unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        &format!("SELECT stan_train('mine', model => '{t}.flows')"),
+    );
+    c.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(code, "42501", "{msg}");
+    // And holds every SQL advisory lock the name could map to.
+    let mut squatting = connect_as("stan_test_h_squat", &sq);
+    squatting
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('stan.model:{t}.flows'));
+             SELECT pg_advisory_xact_lock(hashtext('stan.model:flows'));"
+        ))
+        .unwrap();
+    let mut training = connect_as("stan_test_h_squat", &t);
+    let name: String = training
+        .query_one("SELECT stan_train('flows', options => '{\"epochs\": 1}')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(name, format!("{t}.flows"));
+    squatting.batch_execute("ROLLBACK").unwrap();
+}
