@@ -36,7 +36,8 @@ mod stan {
                 "must be a finite time",
             )));
         }
-        let flows = stan_core::sim::simulate_by_host(hosts as usize, seconds, seed as u64, start_epoch);
+        let flows =
+            stan_core::sim::simulate_by_host(hosts as usize, seconds, seed as u64, start_epoch);
         TableIterator::new(flows.map(|f| {
             (
                 f.te,

@@ -43,7 +43,10 @@ pub fn check_readable(relation: pg_sys::Oid) {
     match kind {
         None => fail(
             Code::ERRCODE_UNDEFINED_TABLE,
-            format!("stan: relation with OID {} does not exist", relation.to_u32()),
+            format!(
+                "stan: relation with OID {} does not exist",
+                relation.to_u32()
+            ),
         ),
         Some(k) if READABLE_KINDS.contains(k.as_str()) => {}
         Some(_) => fail(
@@ -213,7 +216,10 @@ pub(crate) fn relation_name(relation: pg_sys::Oid) -> String {
         .unwrap_or_else(|| {
             fail(
                 Code::ERRCODE_UNDEFINED_TABLE,
-                format!("stan: relation with OID {} does not exist", relation.to_u32()),
+                format!(
+                    "stan: relation with OID {} does not exist",
+                    relation.to_u32()
+                ),
             )
         })
     })

@@ -4,11 +4,11 @@
 //! failed training leaves nothing behind).
 
 use super::access::{
-    as_catalog_owner, caller, caller_role_name, check_model_name, model_access, try_lock_model_name,
-    with_pinned_search_path,
+    as_catalog_owner, caller, caller_role_name, check_model_name, model_access,
+    try_lock_model_name, with_pinned_search_path,
 };
-use super::relation::{check_readable, refuse_constrained_domains, table_columns, Reader};
 use super::error::{fail, ok};
+use super::relation::{check_readable, refuse_constrained_domains, table_columns, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;

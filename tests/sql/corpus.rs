@@ -41,21 +41,21 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("warmup negative", "", "SELECT * FROM stan_generate(NULL::flows, '1 hour', warmup => '-1 hour')", "22023", "warmup"),
     ("unknown model", "", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'nope')", "42704", "\"nope\""),
     ("no model for the row type", "CREATE TABLE t (LIKE flows)", "SELECT * FROM stan_generate(NULL::t, '1 hour')", "42704", "t;"),
-    ("not a row type", "", "SELECT * FROM stan_generate(NULL::int, '1 hour', model => 'flows')", "42804", "row type"),
+    ("not a row type", "", "SELECT * FROM stan_generate(NULL::int, '1 hour', model => 'postgres.flows')", "42804", "row type"),
     ("column added after training", "ALTER TABLE flows ADD COLUMN extra int", "SELECT * FROM stan_generate(NULL::flows, '1 hour')", "42804", "extra"),
-    ("column dropped after training", "ALTER TABLE flows DROP COLUMN flg", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'flows')", "42804", "flg"),
+    ("column dropped after training", "ALTER TABLE flows DROP COLUMN flg", "SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'postgres.flows')", "42804", "flg"),
     ("column retyped after training", "ALTER TABLE flows ALTER COLUMN pkt TYPE int", "SELECT * FROM stan_generate(NULL::flows, '1 hour')", "42804", "pkt"),
     ("drop of an unknown model", "", "SELECT stan_drop('nope')", "42704", "\"nope\""),
     ("balance_by naming a non-category column", "", "SELECT stan_train('flows', options => '{\"balance_by\": \"pkt\"}')", "22023", "\"pkt\" is not a category column"),
     ("balance_by not a name", "", "SELECT stan_train('flows', options => '{\"balance_by\": 3}')", "22023", "\"balance_by\""),
     ("max_rows too small", "", "SELECT stan_train('flows', options => '{\"max_rows\": 10}')", "22023", "\"max_rows\""),
     ("grant on an unknown model", "", "SELECT stan_grant('nope', current_user::regrole)", "42704", "\"nope\""),
-    ("grant to a role that does not exist", "", "SELECT stan_grant('flows', 'no_such_role')", "42704", "no_such_role"),
+    ("grant to a role that does not exist", "", "SELECT stan_grant('postgres.flows', 'no_such_role')", "42704", "no_such_role"),
     ("revoke on an unknown model", "", "SELECT stan_revoke('nope', current_user::regrole)", "42704", "\"nope\""),
     ("evaluate an unknown model", "", "SELECT * FROM stan_evaluate('nope', 'flows')", "42704", "\"nope\""),
-    ("evaluate against a holdout of another shape", "CREATE TABLE t AS SELECT te, sa FROM flows", "SELECT * FROM stan_evaluate('flows', 't')", "42804", "missing"),
-    ("evaluate against an empty holdout", "CREATE TABLE t (LIKE flows)", "SELECT * FROM stan_evaluate('flows', 't')", "22000", "public.t"),
-    ("evaluate with span zero", "", "SELECT * FROM stan_evaluate('flows', 'flows', span => '0 s')", "22023", "span"),
+    ("evaluate against a holdout of another shape", "CREATE TABLE t AS SELECT te, sa FROM flows", "SELECT * FROM stan_evaluate('postgres.flows', 't')", "42804", "missing"),
+    ("evaluate against an empty holdout", "CREATE TABLE t (LIKE flows)", "SELECT * FROM stan_evaluate('postgres.flows', 't')", "22000", "public.t"),
+    ("evaluate with span zero", "", "SELECT * FROM stan_evaluate('postgres.flows', 'flows', span => '0 s')", "22023", "span"),
 ];
 
 #[test]
@@ -124,7 +124,10 @@ fn views_partitions_and_unordered_rows_are_fine_sources() {
         );
         assert!(n > 0, "{t}: no rows");
     }
-    let source_rows = one_i64(&mut c, "SELECT rows FROM stan.models WHERE name = 'tcp'");
+    let source_rows = one_i64(
+        &mut c,
+        "SELECT rows FROM stan.models WHERE name = 'postgres.tcp'",
+    );
     assert_eq!(
         source_rows,
         one_i64(&mut c, "SELECT count(*) FROM flows WHERE pr = 'TCP'")

@@ -47,7 +47,7 @@ fn setup(test: &str) -> postgres::Client {
 #[test]
 fn evaluate_reports_every_metric_and_they_respond() {
     let mut c = setup("evaluate");
-    let rows = evaluate(&mut c, "'flows', 'holdout'");
+    let rows = evaluate(&mut c, "'postgres.flows', 'holdout'");
     let holdout_rows = one_i64(&mut c, "SELECT count(*) FROM holdout") as f64;
     let n = get(&rows, "rows", "");
     assert_eq!(n.real, Some(holdout_rows));
@@ -112,7 +112,10 @@ fn evaluate_reports_every_metric_and_they_respond() {
     }
 
     // The held-out rows compared with themselves: no divergence, and the same exact-match share.
-    let same = evaluate(&mut c, "'flows', 'holdout', synthetic => 'holdout'");
+    let same = evaluate(
+        &mut c,
+        "'postgres.flows', 'holdout', synthetic => 'holdout'",
+    );
     for col in MODELLED {
         assert!(get(&same, "jsd", col).synthetic.unwrap() < 1e-9, "{col}");
     }
@@ -135,7 +138,10 @@ fn evaluate_reports_every_metric_and_they_respond() {
     // web ports over UDP fail check 5, and the byte volume doubles.
     c.batch_execute("CREATE TABLE distorted AS SELECT te, td, sa, da, sp, dp, 'UDP'::text AS pr, flg, pkt, 2 * byt AS byt FROM holdout")
         .unwrap();
-    let bad = evaluate(&mut c, "'flows', 'holdout', synthetic => 'distorted'");
+    let bad = evaluate(
+        &mut c,
+        "'postgres.flows', 'holdout', synthetic => 'distorted'",
+    );
     assert!(get(&bad, "jsd", "pr").synthetic.unwrap() > 0.3);
     let bytes = get(&bad, "total", "byt");
     assert_eq!(bytes.synthetic, Some(2.0 * held_out_bytes));
@@ -150,7 +156,10 @@ fn evaluate_reports_every_metric_and_they_respond() {
     // Wrong shapes and unknown models are clear errors.
     c.batch_execute("CREATE TABLE narrow AS SELECT te, td, sa, da FROM holdout")
         .unwrap();
-    let (code, msg) = sql_error(&mut c, "SELECT * FROM stan_evaluate('flows', 'narrow')");
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT * FROM stan_evaluate('postgres.flows', 'narrow')",
+    );
     assert_eq!(code, "42804", "{msg}");
     assert!(msg.contains("missing"), "{msg}");
     let (code, msg) = sql_error(&mut c, "SELECT * FROM stan_evaluate('nope', 'holdout')");
@@ -159,7 +168,7 @@ fn evaluate_reports_every_metric_and_they_respond() {
         .unwrap();
     let (code, msg) = sql_error(
         &mut c,
-        "SELECT * FROM stan_evaluate('flows', 'empty_holdout')",
+        "SELECT * FROM stan_evaluate('postgres.flows', 'empty_holdout')",
     );
     assert_eq!(code, "22000", "{msg}");
     assert!(msg.contains("empty_holdout"), "{msg}");
@@ -169,7 +178,7 @@ fn evaluate_reports_every_metric_and_they_respond() {
 fn report_is_a_well_formed_page_with_a_chart_per_column() {
     let mut c = setup("report");
     let page: String = c
-        .query_one("SELECT stan_report('flows', 'holdout')", &[])
+        .query_one("SELECT stan_report('postgres.flows', 'holdout')", &[])
         .unwrap()
         .get(0);
     assert!(page.starts_with("<!DOCTYPE html>"));

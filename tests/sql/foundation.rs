@@ -129,7 +129,7 @@ fn insert_select_catalog_and_drop() {
          SELECT stan_train('flows', options => {SMALL});
          CREATE TABLE fake (LIKE flows);
          INSERT INTO fake SELECT * FROM stan_generate(NULL::flows, '1 hour');
-         INSERT INTO fake SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'flows', seed => 3);"
+         INSERT INTO fake SELECT * FROM stan_generate(NULL::flows, '1 hour', model => 'postgres.flows', seed => 3);"
     ))
     .unwrap();
     assert!(one_i64(&mut c, "SELECT count(*) FROM fake") > 0);
@@ -147,13 +147,13 @@ fn insert_select_catalog_and_drop() {
     let weights_in_view =
         one_i64(&mut c, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'stan' AND table_name = 'models' AND column_name = 'weights'");
     assert_eq!(weights_in_view, 0, "the view never shows weights");
-    assert_eq!(one_i64(&mut c, "SELECT stan_drop('flows')"), 2);
+    assert_eq!(one_i64(&mut c, "SELECT stan_drop('postgres.flows')"), 2);
     let (code, msg) = sql_error(&mut c, "SELECT * FROM stan_generate(NULL::flows, '1 hour')");
     assert_eq!(code, "42704", "{msg}");
     assert!(msg.contains("flows"), "{msg}");
-    let (code, msg) = sql_error(&mut c, "SELECT stan_drop('flows')");
+    let (code, msg) = sql_error(&mut c, "SELECT stan_drop('postgres.flows')");
     assert_eq!(
-        (code.as_str(), msg.contains("\"flows\"")),
+        (code.as_str(), msg.contains("\"postgres.flows\"")),
         ("42704", true),
         "{msg}"
     );

@@ -22,8 +22,10 @@ fn setup(test: &str) -> postgres::Client {
     let mut c = fresh_db(test);
     for role in [&t, &sq] {
         // The database of an earlier run, and everything the role owned there, is gone.
-        c.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;"))
-            .unwrap_or_else(|e| panic!("{role}: {e}"));
+        c.batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;"
+        ))
+        .unwrap_or_else(|e| panic!("{role}: {e}"));
     }
     c.batch_execute(&format!(
         "GRANT CREATE ON DATABASE {db} TO {t}, {sq};
@@ -72,7 +74,7 @@ fn nothing_gained(c: &mut postgres::Client, t: &str) {
 #[test]
 fn a_view_over_the_training_rows_runs_as_its_trainer_when_a_superuser_evaluates() {
     let mut c = setup("h_view");
-    let (t, sq) = (trainer("h_view"), squatter("h_view"));
+    let t = trainer("h_view");
     c.batch_execute(&format!(
         "SET ROLE {t};
          CREATE VIEW flows_v AS SELECT * FROM flows WHERE public.grab('view');
@@ -80,8 +82,14 @@ fn a_view_over_the_training_rows_runs_as_its_trainer_when_a_superuser_evaluates(
          RESET ROLE;"
     ))
     .unwrap();
-    let ran = one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'view'");
-    assert!(ran > 0, "the view's function never ran: the test proves nothing");
+    let ran = one_i64(
+        &mut c,
+        "SELECT count(*) FROM public.loot WHERE how = 'view'",
+    );
+    assert!(
+        ran > 0,
+        "the view's function never ran: the test proves nothing"
+    );
     c.batch_execute("TRUNCATE public.loot").unwrap();
     // The superuser evaluates against a holdout of its own: the training rows are re-read.
     c.batch_execute("CREATE TABLE su_holdout AS SELECT * FROM holdout")
@@ -95,7 +103,10 @@ fn a_view_over_the_training_rows_runs_as_its_trainer_when_a_superuser_evaluates(
         .get(0);
     assert!(baseline.is_some(), "the training rows were not read back");
     assert!(
-        one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'view'") > 0,
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'view'"
+        ) > 0,
         "the view was not read"
     );
     nothing_gained(&mut c, &t);
@@ -104,7 +115,7 @@ fn a_view_over_the_training_rows_runs_as_its_trainer_when_a_superuser_evaluates(
 #[test]
 fn a_cast_to_text_the_trainer_created_never_runs() {
     let mut c = setup("h_cast");
-    let (t, sq) = (trainer("h_cast"), squatter("h_cast"));
+    let t = trainer("h_cast");
     c.batch_execute(&format!(
         "SET ROLE {t};
          CREATE TYPE public.proto AS ENUM ('TCP', 'UDP', 'ICMP');
@@ -147,7 +158,7 @@ fn a_cast_to_text_the_trainer_created_never_runs() {
 #[test]
 fn row_types_with_checked_domains_are_refused() {
     let mut c = setup("h_domain");
-    let (t, sq) = (trainer("h_domain"), squatter("h_domain"));
+    let t = trainer("h_domain");
     c.batch_execute(&format!(
         "SET ROLE {t};
          CREATE DOMAIN public.note AS text;
@@ -160,9 +171,7 @@ fn row_types_with_checked_domains_are_refused() {
     // validating the constraint would run it with the superuser's rights): generation must
     // not run it.
     connect_as("stan_test_h_domain", &t)
-        .batch_execute(
-            "ALTER DOMAIN public.note ADD CONSTRAINT trap CHECK (public.grab('domain'))",
-        )
+        .batch_execute("ALTER DOMAIN public.note ADD CONSTRAINT trap CHECK (public.grab('domain'))")
         .unwrap();
     c.batch_execute("TRUNCATE public.loot").unwrap();
     let (code, msg) = sql_error(
@@ -194,7 +203,7 @@ fn row_types_with_checked_domains_are_refused() {
 #[test]
 fn a_stream_expression_cannot_reset_role_after_a_superusers_set_role() {
     let mut c = setup("h_stream");
-    let (t, sq) = (trainer("h_stream"), squatter("h_stream"));
+    let t = trainer("h_stream");
     c.batch_execute(&format!(
         "SET ROLE {t};
          CREATE FUNCTION public.host_of(a inet, b inet) RETURNS inet LANGUAGE plpgsql AS $f$
@@ -222,7 +231,10 @@ fn a_stream_expression_cannot_reset_role_after_a_superusers_set_role() {
     );
     c.batch_execute("RESET ROLE").unwrap();
     assert!(
-        one_i64(&mut c, "SELECT count(*) FROM public.loot WHERE how = 'stream_by'") > 0,
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'stream_by'"
+        ) > 0,
         "the stream expression never ran: the test proves nothing"
     );
     nothing_gained(&mut c, &t);
@@ -244,23 +256,33 @@ fn peak_rss_mb(c: &mut postgres::Client) -> f64 {
 #[test]
 fn memory_is_bounded_and_long_calls_answer_cancel() {
     let mut c = setup("h_bounds");
-    let (t, sq) = (trainer("h_bounds"), squatter("h_bounds"));
-    // The simulator streams host by host: 100 hosts over 3 days stay near a small one's peak.
+    let t = trainer("h_bounds");
+    // The simulator streams host by host: 200 hosts over 3 days stay near a small one's peak
+    // (PostgreSQL sorts and stores the rows within work_mem, spilling the rest to disk). Held
+    // in memory at once, their 660k flows alone would take over 60 MB.
     one_i64(&mut c, "SELECT count(*) FROM stan_demo_flows(2, '1 hour')");
     let small = peak_rss_mb(&mut c);
-    let rows = one_i64(&mut c, "SELECT count(*) FROM stan_demo_flows(100, '3 days')");
+    let rows = one_i64(
+        &mut c,
+        "SELECT count(*) FROM stan_demo_flows(200, '3 days')",
+    );
     let large = peak_rss_mb(&mut c);
-    assert!(rows > 100_000, "{rows} rows");
+    assert!(rows > 600_000, "{rows} rows");
     assert!(
-        large - small < 150.0,
+        large - small < 40.0,
         "peak memory grew from {small:.0} MB to {large:.0} MB for {rows} rows"
     );
-    let (code, msg) = sql_error(&mut c, "SELECT count(*) FROM stan_demo_flows(10000, '31 days')");
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_demo_flows(10000, '31 days')",
+    );
     assert_eq!(code, "54000", "{msg}");
     assert!(msg.contains("host-days"), "{msg}");
 
     // Wide tables are refused before any fitting.
-    let cols: Vec<String> = (0..70).map(|i| format!("(random() * 1000)::int AS c{i}")).collect();
+    let cols: Vec<String> = (0..70)
+        .map(|i| format!("(random() * 1000)::int AS c{i}"))
+        .collect();
     c.batch_execute(&format!(
         "CREATE TABLE wide AS SELECT now() - g * interval '1 s' AS t, {} FROM generate_series(1, 300) g",
         cols.join(", ")
@@ -268,7 +290,10 @@ fn memory_is_bounded_and_long_calls_answer_cancel() {
     .unwrap();
     let (code, msg) = sql_error(&mut c, "SELECT stan_train('wide', model => 'wide')");
     assert_eq!(code, "54000", "{msg}");
-    assert!(msg.contains("71 columns") || msg.contains("70 columns"), "{msg}");
+    assert!(
+        msg.contains("71 columns") || msg.contains("70 columns"),
+        "{msg}"
+    );
 
     // Streams and rows per call are bounded by superuser-only settings.
     c.batch_execute("SELECT stan_train('flows', model => 'b', options => '{\"epochs\": 1}')")
@@ -312,7 +337,10 @@ fn memory_is_bounded_and_long_calls_answer_cancel() {
     let took = started.elapsed();
     c.batch_execute("RESET statement_timeout").unwrap();
     assert_eq!(code, "57014", "{msg}");
-    assert!(took < Duration::from_secs(3), "warm-up stopped after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "warm-up stopped after {took:?}"
+    );
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let canceller = std::thread::spawn(move || {
         let mut other = connect("stan_test_h_bounds");
@@ -333,13 +361,18 @@ fn memory_is_bounded_and_long_calls_answer_cancel() {
         stopped.duration_since(sent)
     );
     // The same session still works.
-    assert!(one_i64(&mut c, "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', seed => 1)") > 0);
+    assert!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'b', seed => 1)"
+        ) > 0
+    );
 }
 
 #[test]
 fn bad_arguments_get_clean_errors_and_change_nothing() {
     let mut c = setup("h_args");
-    let (t, sq) = (trainer("h_args"), squatter("h_args"));
+
     c.batch_execute("SELECT stan_train('flows', model => 'a', options => '{\"epochs\": 1}')")
         .unwrap();
     for (sql, code, culprit) in [
@@ -367,19 +400,25 @@ fn bad_arguments_get_clean_errors_and_change_nothing() {
         assert!(msg.contains(culprit), "{sql}: {msg}");
         assert!(!msg.contains("panicked") && !msg.contains("backtrace"), "{sql}: {msg}");
     }
-    assert_eq!(
-        one_i64(&mut c, "SELECT count(*) FROM stan.model_grants"),
-        0
-    );
+    assert_eq!(one_i64(&mut c, "SELECT count(*) FROM stan.model_grants"), 0);
     // A float column that holds ±1e308 is refused, naming the column, and nothing is stored.
     c.batch_execute(
         "CREATE TABLE huge AS SELECT te, CASE WHEN pkt % 2 = 0 THEN 1e308 ELSE -1e308 END::float8 AS x FROM flows",
     )
     .unwrap();
-    let (got, msg) = sql_error(&mut c, "SELECT stan_train('huge', model => 'huge', options => '{\"epochs\": 1}')");
+    let (got, msg) = sql_error(
+        &mut c,
+        "SELECT stan_train('huge', model => 'huge', options => '{\"epochs\": 1}')",
+    );
     assert_eq!(got, "22000", "{msg}");
     assert!(msg.contains("\"x\""), "{msg}");
-    assert_eq!(one_i64(&mut c, "SELECT count(*) FROM stan.models WHERE name = 'huge'"), 0);
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM stan.models WHERE name = 'huge'"
+        ),
+        0
+    );
 }
 
 #[test]
@@ -411,7 +450,10 @@ fn no_role_can_squat_a_default_model_name_or_hold_its_lock() {
         .unwrap();
     let mut training = connect_as("stan_test_h_squat", &t);
     let name: String = training
-        .query_one("SELECT stan_train('flows', options => '{\"epochs\": 1}')", &[])
+        .query_one(
+            "SELECT stan_train('flows', options => '{\"epochs\": 1}')",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(name, format!("{t}.flows"));

@@ -90,7 +90,7 @@ fn sessions_generate_from_one_model_while_another_trains() {
                     c.batch_execute("SELECT stan_train('flows', model => 'second', options => '{\"epochs\": 2}')").unwrap();
                     one_i64(&mut c, "SELECT count(*) FROM stan.models WHERE name = 'second'")
                 } else {
-                    one_i64(&mut c, &format!("SELECT count(*) FROM stan_generate(NULL::flows, '3 hours', model => 'flows', seed => {i})"))
+                    one_i64(&mut c, &format!("SELECT count(*) FROM stan_generate(NULL::flows, '3 hours', model => 'postgres.flows', seed => {i})"))
                 }
             })
         })
@@ -104,18 +104,25 @@ fn sessions_generate_from_one_model_while_another_trains() {
 fn training_one_model_name_twice_at_once_is_refused() {
     let _ = setup("samename");
     let mut holder = connect("stan_test_samename");
-    holder
-        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(hashtext('stan.model:flows'))")
-        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let training = std::thread::spawn(move || sql_error(&mut holder, LONG_TRAINING));
+    // The holder's lock is taken before its first epoch, well within this.
+    std::thread::sleep(Duration::from_millis(2000));
     let mut c = connect("stan_test_samename");
     let (code, msg) = sql_error(
         &mut c,
-        "SELECT stan_train('flows', options => '{\"epochs\": 1}')",
+        "SELECT stan_train('flows', model => 'slow', options => '{\"epochs\": 1}')",
     );
     assert_eq!(code, "55P03", "{msg}");
     assert!(
-        msg.contains("\"flows\"") && msg.contains("being trained"),
+        msg.contains("\"slow\"") && msg.contains("being trained"),
         "{msg}"
     );
-    holder.batch_execute("ROLLBACK").unwrap();
+    c.query_one("SELECT pg_cancel_backend($1)", &[&pid])
+        .unwrap();
+    let (code, _) = training.join().unwrap();
+    assert_eq!(code, "57014");
 }
