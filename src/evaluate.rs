@@ -501,7 +501,10 @@ fn tuple_hashes(codec: &TableCodec, t: &Rows, skip: Option<usize>) -> Vec<u64> {
         .iter()
         .enumerate()
         .filter(|(i, c)| Some(*i) != skip && !matches!(c.codec, Codec::Skip))
-        .map(|(i, _)| keys(&t.values[i]))
+        .map(|(i, _)| {
+            crate::interrupt::check();
+            keys(&t.values[i])
+        })
         .collect();
     (0..t.len())
         .map(|r| {

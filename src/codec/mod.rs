@@ -881,6 +881,9 @@ impl TableCodec {
             .collect();
         let mut stream = 0;
         for (p, &r) in order.iter().enumerate() {
+            if p % 65_536 == 0 {
+                crate::interrupt::check();
+            }
             while stream_starts.get(stream + 1).is_some_and(|&s| s <= p) {
                 stream += 1;
             }
