@@ -391,6 +391,7 @@ pub fn train(
             tch::no_grad(|| {
                 let mut total = 0.0;
                 for chunk in val_rows.chunks(VALIDATION_CHUNK) {
+                    crate::interrupt::check();
                     let rows = Tensor::from_slice(chunk).to(device);
                     total += w.batch(net, &rows, false).double_value(&[]) * chunk.len() as f64;
                 }
