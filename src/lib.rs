@@ -35,6 +35,8 @@ pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static MAX_STREAMS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// The most rows one stan_generate call returns.
 pub static MAX_ROWS_PER_CALL: GucSetting<i32> = GucSetting::<i32>::new(20_000_000);
+/// The memory one training or generation may plan to hold, in MB (model::budget's estimate).
+pub static MAX_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(4096);
 /// The most rows stan_train reads into memory (after a `max_rows` sample).
 pub static MAX_TRAINING_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
 
@@ -80,6 +82,16 @@ pub extern "C-unwind" fn _PG_init() {
         c"A call that would return more stops with an error; generate the span in parts.",
         &MAX_ROWS_PER_CALL,
         1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"stan.max_memory_mb",
+        c"The memory one stan_train or stan_generate call may plan to hold, in MB.",
+        c"Estimated from the network's shape, the rows and the batch (training) or the streams (generation) before anything large is allocated.",
+        &MAX_MEMORY_MB,
+        64,
         i32::MAX,
         GucContext::Suset,
         GucFlags::default(),

@@ -80,6 +80,11 @@ pub fn train_model(
         },
         stream_rate: identities > 0,
     };
+    crate::model::budget::check(
+        "training",
+        crate::model::budget::training_bytes(&config, encoded.rows, options.batch_size),
+        "lower window, batch_size, hidden, head_hidden, conv_channels or mixtures, or train on fewer rows (max_rows)",
+    )?;
     tch::manual_seed(options.seed as i64);
     let mut net = StanNet::new(config.clone(), device);
     let settings = TrainSettings {
@@ -212,6 +217,11 @@ impl Generator {
                 "the stored network does not match the stored codecs".into(),
             ));
         }
+        crate::model::budget::check(
+            "generating",
+            crate::model::budget::generation_bytes(&config, streams),
+            "generate fewer streams",
+        )?;
         let net = store::load(config, weights, device)?;
         let (_, data_start, _) = codec.gap_scale();
         let gap_codec = codec.clone();

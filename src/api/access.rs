@@ -44,7 +44,9 @@ impl PinnedSearchPath {
 
 impl Drop for PinnedSearchPath {
     fn drop(&mut self) {
-        unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) }
+        // Undone as on abort, like PostgreSQL's own restricted operations: a setting that code
+        // run inside changed (even with set_config(..., false)) never outlives the call.
+        unsafe { pg_sys::AtEOXact_GUC(false, self.nest_level) }
     }
 }
 
@@ -254,39 +256,61 @@ pub fn try_lock_model_name(name: &str) -> bool {
     result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
 
-/// Raises unless the caller may give a model this name: 1 to 63 characters, and a name that
-/// starts with an existing role's name and a dot (as default names do, `role.table`) belongs
-/// to that role: only its members may use it, so no role can take the name another role's
-/// `stan_train('flows')` will store under.
+/// Raises unless the caller may give a model this name: 1 to 63 characters, and a name with a
+/// dot is `role.rest` (as default names are) for a role the caller belongs to. Among roles whose
+/// name and a dot begin it, the longest decides (`ops.eu.flows` belongs to role `ops.eu`, not
+/// `ops`). So no role can take the name another role's `stan_train('flows')` will store under,
+/// not even before that role exists.
 pub fn check_model_name(name: &str) {
     if name.is_empty() || name.len() > 63 {
         fail(
             Code::ERRCODE_INVALID_NAME,
-            format!("stan: model name \"{name}\" must have 1 to 63 characters"),
+            format!("stan: model name \"{name}\" must have 1 to 63 characters; choose one with model => '...'"),
         );
     }
-    let reserved_for: Option<String> = with_pinned_search_path(|| {
-        Spi::get_one_with_args(
-            "SELECT (SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
+    if !name.contains('.') {
+        return;
+    }
+    let owner: Option<(String, bool)> = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            let mut rows = client
+                .select(
+                    "SELECT r.rolname::pg_catalog.text, pg_catalog.pg_has_role($2, r.oid, 'MEMBER')
+                       FROM pg_catalog.pg_roles r
                       WHERE pg_catalog.starts_with($1, r.rolname::pg_catalog.text OPERATOR(pg_catalog.||) '.')
-                        AND NOT pg_catalog.pg_has_role($2, r.oid, 'MEMBER')
-                      ORDER BY 1 LIMIT 1)",
-            &[name.to_string().into(), caller().into()],
-        )
-        .unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: reading the catalog: {e}"),
-            )
+                      ORDER BY pg_catalog.length(r.rolname) DESC LIMIT 1",
+                    Some(1),
+                    &[name.to_string().into(), caller().into()],
+                )
+                .unwrap_or_else(|e| {
+                    fail(
+                        Code::ERRCODE_INTERNAL_ERROR,
+                        format!("stan: reading the catalog: {e}"),
+                    )
+                });
+            rows.next().map(|r| {
+                (
+                    r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                    r.get::<bool>(2).ok().flatten().unwrap_or(false),
+                )
+            })
         })
     });
-    if let Some(role) = reserved_for {
-        fail(
+    match owner {
+        Some((_, true)) => {}
+        Some((role, false)) => fail(
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "stan: model names that start with \"{role}.\" belong to role {role}; choose another name with model => '...'"
             ),
-        );
+        ),
+        None => fail(
+            Code::ERRCODE_INVALID_NAME,
+            format!(
+                "stan: model name \"{name}\" has a dot, so it must start with the name of a role you belong to and a dot (as default names do, {}.table); choose another name",
+                caller_role_name()
+            ),
+        ),
     }
 }
 

@@ -10,10 +10,10 @@ mod stan {
     #[allow(clippy::type_complexity)]
     #[pg_extern(name = "demo_flows_raw")]
     fn demo_flows_raw(
-        hosts: i32,
-        seconds: f64,
-        seed: i64,
-        start_epoch: f64,
+        hosts: Option<i32>,
+        seconds: Option<f64>,
+        seed: Option<i64>,
+        start_epoch: Option<f64>,
     ) -> TableIterator<
         'static,
         (
@@ -29,6 +29,9 @@ mod stan {
             name!(byt, i64),
         ),
     > {
+        use crate::api::error::required;
+        let (hosts, seconds) = (required(hosts, "hosts"), required(seconds, "span"));
+        let (seed, start_epoch) = (required(seed, "seed"), required(start_epoch, "start"));
         crate::api::error::ok(stan_core::sim::check_size(hosts as i64, seconds));
         if !start_epoch.is_finite() {
             crate::api::error::ok::<()>(Err(stan_core::Error::option(

@@ -30,3 +30,13 @@ pub fn ok<T>(r: stan_core::Result<T>) -> T {
 pub fn fail(code: Code, message: String) -> ! {
     ereport!(ERROR, code, message);
 }
+
+/// The value of an argument that may not be NULL, or a 22004 error naming it.
+pub fn required<T>(value: Option<T>, argument: &str) -> T {
+    value.unwrap_or_else(|| {
+        fail(
+            Code::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("stan: argument \"{argument}\" must not be NULL"),
+        )
+    })
+}

@@ -3,7 +3,7 @@
 //! training rows.
 
 use super::access::{caller, require_owner, with_pinned_search_path};
-use super::error::fail;
+use super::error::{fail, required};
 use super::generate::{check_row_type, load_model, StoredModel};
 use super::relation::{check_readable, relation_name, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
@@ -98,20 +98,25 @@ fn generate_sample(
 ) -> Table {
     let type_name: String =
         one("SELECT pg_catalog.format_type($1, NULL)", &[rowtype.into()]).unwrap_or_default();
-    let temp = "pg_temp.stan_evaluate_sample";
     let holdout_name = relation_name(holdout);
-    with_pinned_search_path(|| {
-        // Left over by a failed call earlier in this session? (DROP IF EXISTS would NOTICE.)
-        let leftover = Spi::get_one::<bool>(
-            "SELECT pg_catalog.to_regclass('pg_temp.stan_evaluate_sample') IS NOT NULL",
-        );
-        if leftover == Ok(Some(true)) {
-            Spi::run(&format!("DROP TABLE {temp}")).ok();
-        }
-        Spi::run(&format!(
-            "CREATE TEMP TABLE stan_evaluate_sample (LIKE {holdout_name})"
+    // A name no table of the session has: the caller's own temporary tables are never touched.
+    // (It needs no cleanup after an error: the failed transaction takes the table with it.)
+    let free: Option<i32> = one(
+        "SELECT (SELECT n FROM pg_catalog.generate_series(1, 1000) n
+                  WHERE pg_catalog.to_regclass(pg_catalog.concat('pg_temp.stan_evaluate_sample_', n)) IS NULL
+                  LIMIT 1)",
+        &[],
+    );
+    let name = format!(
+        "stan_evaluate_sample_{}",
+        free.unwrap_or_else(|| fail(
+            Code::ERRCODE_DUPLICATE_TABLE,
+            "stan: the session holds 1,000 temporary tables named stan_evaluate_sample_n; drop some".into(),
         ))
-        .unwrap_or_else(|e| {
+    );
+    let temp = format!("pg_temp.{name}");
+    with_pinned_search_path(|| {
+        Spi::run(&format!("CREATE TEMP TABLE {name} (LIKE {holdout_name})")).unwrap_or_else(|e| {
             fail(
                 Code::ERRCODE_INTERNAL_ERROR,
                 format!("stan: creating the sample table: {e}"),
@@ -140,8 +145,8 @@ fn generate_sample(
         });
     });
     let temp_oid: pg_sys::Oid = one(
-        "SELECT 'pg_temp.stan_evaluate_sample'::pg_catalog.regclass::pg_catalog.oid",
-        &[],
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[temp.clone().into()],
     )
     .unwrap_or_else(|| {
         fail(
@@ -272,8 +277,8 @@ mod stan {
     #[allow(clippy::type_complexity)]
     #[pg_extern(name = "evaluate")]
     fn evaluate_model(
-        model: &str,
-        holdout: pg_sys::Oid,
+        model: Option<&str>,
+        holdout: Option<pg_sys::Oid>,
         span_seconds: Option<f64>,
         seed: Option<i64>,
         streams: Option<i32>,
@@ -288,6 +293,7 @@ mod stan {
             name!(detail, String),
         ),
     > {
+        let (model, holdout) = (required(model, "model"), required(holdout, "holdout"));
         let result = run(model, holdout, span_seconds, seed, streams, synthetic);
         TableIterator::new(
             result
@@ -300,13 +306,14 @@ mod stan {
     /// Implements stan_report (see sql/api.sql): a self-contained HTML page.
     #[pg_extern(name = "report")]
     fn report(
-        model: &str,
-        holdout: pg_sys::Oid,
+        model: Option<&str>,
+        holdout: Option<pg_sys::Oid>,
         span_seconds: Option<f64>,
         seed: Option<i64>,
         streams: Option<i32>,
         synthetic: Option<pg_sys::Oid>,
     ) -> String {
+        let (model, holdout) = (required(model, "model"), required(holdout, "holdout"));
         let e = run(model, holdout, span_seconds, seed, streams, synthetic);
         stan_core::report::html(
             &e.stored.name,

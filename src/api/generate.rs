@@ -2,7 +2,7 @@
 //! pass for all streams per step) so memory stays flat however long the span.
 
 use super::access::{as_catalog_owner, caller, require_generate, with_pinned_search_path};
-use super::error::{fail, ok};
+use super::error::{fail, ok, required};
 use super::relation::{refuse_constrained_domains, table_columns};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -22,33 +22,93 @@ pub(crate) struct StoredModel {
     pub stream_by: Option<String>,
 }
 
-/// The latest version of the named model, or of the latest model trained on a table of this row
-/// type that the caller may generate from.
+/// Which model `stan_generate(NULL::t, ...)` uses without `model =>`: among the models trained on
+/// a table of this row type that the caller may use, the caller's own (the one named
+/// `role.table` first), else the only one granted; never a model someone else trained and
+/// granted since when the caller has one of its own, and an error listing the candidates when
+/// the choice is not clear. None when there is no candidate.
+fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
+    let who = caller();
+    let candidates: Vec<(String, bool)> = as_catalog_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT m.name, pg_catalog.bool_or(m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2)
+                       FROM stan.model_store m
+                      WHERE m.source_type OPERATOR(pg_catalog.=) $1
+                        AND (pg_catalog.pg_has_role($2, m.owner::pg_catalog.oid, 'USAGE')
+                             OR EXISTS (SELECT 1 FROM stan.model_grants g
+                                         WHERE g.name OPERATOR(pg_catalog.=) m.name
+                                           AND pg_catalog.pg_has_role($2, g.grantee::pg_catalog.oid, 'USAGE')))
+                      GROUP BY m.name ORDER BY m.name",
+                    None,
+                    &[rowtype.into(), who.into()],
+                )
+                .unwrap_or_else(|e| {
+                    fail(
+                        Code::ERRCODE_INTERNAL_ERROR,
+                        format!("stan: reading the model catalog: {e}"),
+                    )
+                })
+                .map(|r| {
+                    (
+                        r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        r.get::<bool>(2).ok().flatten().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+    });
+    let own: Vec<&String> = candidates.iter().filter(|c| c.1).map(|c| &c.0).collect();
+    let table: Option<String> = with_pinned_search_path(|| {
+        Spi::get_one_with_args(
+            "SELECT (SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_type t
+                       JOIN pg_catalog.pg_class c ON c.oid = t.typrelid WHERE t.oid = $1)",
+            &[rowtype.into()],
+        )
+        .ok()
+        .flatten()
+    });
+    let named_default = table.map(|t| format!("{}.{t}", super::access::caller_role_name()));
+    let pool: Vec<&String> = if own.is_empty() {
+        candidates.iter().map(|c| &c.0).collect()
+    } else {
+        own
+    };
+    match pool.as_slice() {
+        [] => None,
+        [one] => Some((*one).clone()),
+        several => match named_default.filter(|d| several.iter().any(|n| *n == d)) {
+            Some(name) => Some(name),
+            None => fail(
+                Code::ERRCODE_AMBIGUOUS_FUNCTION,
+                format!(
+                    "stan: several models of this row type could be meant: {}; choose one with model => '...'",
+                    several.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+        },
+    }
+}
+
+/// The latest version of the named model, or of the model `default_model` picks for this row
+/// type.
 pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
-    if let Some(name) = model {
+    let chosen = match model {
+        Some(name) => Some(name.to_string()),
+        None => default_model(rowtype),
+    };
+    if let Some(name) = &chosen {
         require_generate(name);
     }
-    let (query, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match model {
-        Some(name) => (
-            "SELECT name, codecs, config, weights, streams, source_relid, stream_by FROM stan.model_store
-              WHERE name = $1 ORDER BY version DESC LIMIT 1",
-            vec![name.to_string().into()],
-        ),
-        None => (
-            "SELECT m.name, m.codecs, m.config, m.weights, m.streams, m.source_relid, m.stream_by
-               FROM stan.model_store m
-              WHERE m.source_type = $1
-                AND (pg_catalog.pg_has_role($2, m.owner::pg_catalog.oid, 'USAGE')
-                     OR EXISTS (SELECT 1 FROM stan.model_grants g
-                                 WHERE g.name = m.name
-                                   AND pg_catalog.pg_has_role($2, g.grantee::pg_catalog.oid, 'USAGE')))
-              ORDER BY m.trained_at DESC, m.version DESC LIMIT 1",
-            vec![rowtype.into(), caller().into()],
-        ),
-    };
-    let found = as_catalog_owner(|| {
+    let found = chosen.as_ref().and_then(|name| as_catalog_owner(|| {
         Spi::connect(|client| {
-            let mut rows = client.select(query, Some(1), &args).unwrap_or_else(|e| {
+            let mut rows = client.select(
+                "SELECT name, codecs, config, weights, streams, source_relid, stream_by FROM stan.model_store
+                  WHERE name = $1 ORDER BY version DESC LIMIT 1",
+                Some(1),
+                &[name.clone().into()],
+            ).unwrap_or_else(|e| {
                 fail(
                     Code::ERRCODE_INTERNAL_ERROR,
                     format!("stan: reading the model catalog: {e}"),
@@ -66,7 +126,7 @@ pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredMod
                 )
             })
         })
-    });
+    }));
     let Some((name, codecs, config, weights, streams, source, stream_by)) = found else {
         let what = match model {
             Some(name) => format!("stan: model \"{name}\" does not exist"),
@@ -168,13 +228,14 @@ mod stan {
     #[pg_extern(name = "generate_rows")]
     fn generate_rows(
         rowtype: pg_sys::Oid,
-        span_seconds: f64,
+        span_seconds: Option<f64>,
         model: Option<String>,
         seed: Option<i64>,
         start_epoch: Option<f64>,
         streams: Option<i32>,
         warmup_seconds: Option<f64>,
     ) -> SetOfIterator<'static, JsonB> {
+        let span_seconds = required(span_seconds, "span");
         let stored = load_model(model.as_deref(), rowtype);
         check_row_type(rowtype, &stored);
         let device = super::super::prepare_torch("");

@@ -15,9 +15,10 @@ use pgrx::prelude::*;
 extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../../sql/api.sql", name = "api", finalize);
 
-/// Threads and device for one call, from the settings.
+/// Threads, memory budget and device for one call, from the settings.
 pub(crate) fn prepare_torch(device_option: &str) -> tch::Device {
     tch::set_num_threads(crate::THREADS.get());
+    stan_core::model::budget::set_budget((crate::MAX_MEMORY_MB.get().max(1) as u64) << 20);
     let name = if device_option.is_empty() {
         crate::DEVICE.get().as_str()
     } else {

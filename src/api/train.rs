@@ -7,7 +7,7 @@ use super::access::{
     as_catalog_owner, caller, caller_role_name, check_model_name, model_access,
     try_lock_model_name, with_pinned_search_path,
 };
-use super::error::{fail, ok};
+use super::error::{fail, ok, required};
 use super::relation::{check_readable, refuse_constrained_domains, table_columns, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -52,13 +52,14 @@ mod stan {
     /// Implements stan_train (see sql/api.sql for the public signature).
     #[pg_extern(name = "train")]
     fn train(
-        relation: pg_sys::Oid,
+        relation: Option<pg_sys::Oid>,
         model: Option<String>,
         order_by: Option<String>,
         stream_by: Option<String>,
         columns: Option<JsonB>,
         options: Option<JsonB>,
     ) -> String {
+        let relation = required(relation, "relation");
         let options = ok(TrainOptions::parse(
             &options.map(|j| j.0).unwrap_or_default(),
         ));

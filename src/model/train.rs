@@ -34,7 +34,7 @@ const RARE_SHARE: f64 = 0.01;
 /// Windows per validation forward pass: a few training batches' worth, so the pass needs no
 /// more memory than a training step (training keeps freed memory for reuse, `heap`; 4,096
 /// windows added 500 MB to the peak on a day of UGR'16 flows).
-const VALIDATION_CHUNK: usize = 1024;
+pub(crate) const VALIDATION_CHUNK: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct TrainSettings {

@@ -459,3 +459,197 @@ fn no_role_can_squat_a_default_model_name_or_hold_its_lock() {
     assert_eq!(name, format!("{t}.flows"));
     squatting.batch_execute("ROLLBACK").unwrap();
 }
+
+/// A setting the trainer's code changes inside a restricted read (even with set_config(...,
+/// false), which outlives a function's SET) is undone when the read ends: the evaluating
+/// superuser's search_path, and so which functions its next queries call, stay its own.
+#[test]
+fn settings_changed_inside_a_read_do_not_outlive_it() {
+    let mut c = setup("h_settings");
+    let t = trainer("h_settings");
+    c.batch_execute(&format!(
+        "SET ROLE {t};
+         CREATE FUNCTION public.upper(text) RETURNS text LANGUAGE plpgsql AS $f$
+         BEGIN PERFORM public.grab('shadow'); RETURN pg_catalog.upper($1); END $f$;
+         CREATE FUNCTION public.redirect(int) RETURNS int LANGUAGE sql AS
+           $f$ SELECT pg_catalog.length(pg_catalog.set_config('search_path', 'public, pg_catalog', false)) * 0 + $1 $f$;
+         CREATE VIEW flows_v AS SELECT * FROM flows WHERE public.redirect(1) = 1;
+         SELECT stan_train('flows_v', model => 'sv', options => '{{\"epochs\": 1}}');
+         SELECT stan_train('flows', model => 'ss', options => '{{\"epochs\": 1}}',
+             stream_by => $s$pg_catalog.set_config('search_path', 'public, pg_catalog', false) OPERATOR(pg_catalog.||) sa::pg_catalog.text$s$);
+         RESET ROLE;"
+    ))
+    .unwrap();
+    let before: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);
+    for model in ["sv", "ss"] {
+        assert!(
+            one_i64(
+                &mut c,
+                &format!("SELECT count(*) FROM stan_evaluate('{model}', 'holdout')")
+            ) > 0
+        );
+        let after: String = c.query_one("SHOW search_path", &[]).unwrap().get(0);
+        assert_eq!(
+            after, before,
+            "{model}: the trainer's set_config outlived the read"
+        );
+        c.batch_execute("SELECT upper('x')").unwrap();
+    }
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'shadow'"
+        ),
+        0
+    );
+    nothing_gained(&mut c, &t);
+}
+
+/// Options whose product would take more memory than the budget are refused before training,
+/// at once, whatever each is on its own.
+#[test]
+fn trainings_beyond_the_memory_budget_are_refused_before_they_allocate() {
+    let mut c = setup("h_budget");
+    let t = trainer("h_budget");
+    c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+    for options in [
+        r#"{"window": 512, "batch_size": 65536}"#,
+        r#"{"hidden": 4096, "head_hidden": 4096}"#,
+        r#"{"window": 512}"#,
+    ] {
+        let started = Instant::now();
+        let (code, msg) = sql_error(
+            &mut c,
+            &format!("SELECT stan_train('flows', model => 'big', options => '{options}')"),
+        );
+        assert_eq!(code, "54000", "{options}: {msg}");
+        assert!(msg.contains("stan.max_memory_mb"), "{options}: {msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{options}: {:?}",
+            started.elapsed()
+        );
+    }
+    let (code, _) = sql_error(&mut c, "SET stan.max_memory_mb = 100000");
+    assert_eq!(code, "42501");
+    c.batch_execute("RESET ROLE; SET stan.max_memory_mb = 64")
+        .unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'x', streams => 10000)",
+    );
+    // No model x: the name is checked first; then a real one over the budget.
+    assert_eq!(code, "42704", "{msg}");
+    c.batch_execute("RESET stan.max_memory_mb; SELECT stan_train('flows', model => 'g', options => '{\"epochs\": 1}'); SET stan.max_memory_mb = 64").unwrap();
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', model => 'g', streams => 10000)",
+    );
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("fewer streams"), "{msg}");
+}
+
+/// Without model =>, a caller's own model wins over one someone else trained and granted later,
+/// and a choice among others' models is refused with the candidates named.
+#[test]
+fn the_default_model_for_a_row_type_is_never_someone_elses_by_surprise() {
+    let mut c = setup("h_default");
+    let (t, sq) = (trainer("h_default"), squatter("h_default"));
+    c.batch_execute(&format!(
+        "GRANT SELECT ON flows TO {sq};
+         SET ROLE {t};
+         SELECT stan_train('flows', options => '{{\"epochs\": 1}}');
+         SET ROLE {sq};
+         SELECT stan_train('flows', model => 'poison', columns => '{{\"pr\": \"skip\"}}', options => '{{\"epochs\": 1}}');
+         SELECT stan_grant('poison', '{t}');
+         SET ROLE {t};"
+    ))
+    .unwrap();
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour', seed => 1) WHERE pr IS NULL"
+        ),
+        0,
+        "the trainer got the poisoned model"
+    );
+    c.batch_execute("RESET ROLE").unwrap();
+    // The superuser owns neither: two candidates, so it must choose.
+    let (code, msg) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::flows, '1 hour')",
+    );
+    assert_eq!(code, "42725", "{msg}");
+    assert!(
+        msg.contains("poison") && msg.contains(&format!("{t}.flows")),
+        "{msg}"
+    );
+}
+
+#[test]
+fn null_arguments_temp_tables_and_dotted_names() {
+    let mut c = setup("h_misc");
+    let t = trainer("h_misc");
+    c.batch_execute(&format!(
+        "SET ROLE {t}; SELECT stan_train('flows', options => '{{\"epochs\": 1}}'); RESET ROLE;"
+    ))
+    .unwrap();
+    let model = format!("{t}.flows");
+    for (sql, argument) in [
+        ("SELECT stan_train(NULL)".to_string(), "relation"),
+        (
+            "SELECT count(*) FROM stan_generate(NULL::flows, NULL)".to_string(),
+            "span",
+        ),
+        (
+            "SELECT count(*) FROM stan_evaluate(NULL, 'holdout')".to_string(),
+            "model",
+        ),
+        (
+            format!("SELECT count(*) FROM stan_evaluate('{model}', NULL)"),
+            "holdout",
+        ),
+        ("SELECT stan_report(NULL, NULL)".to_string(), "model"),
+        (
+            "SELECT count(*) FROM stan_demo_flows(NULL)".to_string(),
+            "hosts",
+        ),
+    ] {
+        let (code, msg) = sql_error(&mut c, &sql);
+        assert_eq!(code, "22004", "{sql}: {msg}");
+        assert!(msg.contains(argument), "{sql}: {msg}");
+    }
+    // The caller's own temporary table of the name evaluation once used is left alone.
+    c.batch_execute(
+        "CREATE TEMP TABLE stan_evaluate_sample AS SELECT 'mine'::text AS note;
+         CREATE TEMP TABLE stan_evaluate_sample_1 AS SELECT 'mine too'::text AS note;",
+    )
+    .unwrap();
+    assert!(
+        one_i64(
+            &mut c,
+            &format!("SELECT count(*) FROM stan_evaluate('{model}', 'holdout')")
+        ) > 0
+    );
+    assert_eq!(
+        one_i64(&mut c, "SELECT count(*) FROM stan_evaluate_sample"),
+        1
+    );
+    assert_eq!(
+        one_i64(&mut c, "SELECT count(*) FROM stan_evaluate_sample_1"),
+        1
+    );
+    // A dotted name must start with a role the trainer belongs to: no taking a future role's
+    // default name, nor any other role's.
+    c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+    for name in ["stan_h_misc_future.flows", "postgres.flows", "plain.dotted"] {
+        let (code, msg) = sql_error(
+            &mut c,
+            &format!(
+                "SELECT stan_train('flows', model => '{name}', options => '{{\"epochs\": 1}}')"
+            ),
+        );
+        assert!(code == "42501" || code == "42602", "{name}: {code} {msg}");
+    }
+    c.batch_execute("RESET ROLE").unwrap();
+}
