@@ -78,7 +78,7 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
     match pool.as_slice() {
         [] => None,
         [one] => Some((*one).clone()),
-        several => match named_default.filter(|d| several.iter().any(|n| *n == d)) {
+        several => match named_default.filter(|d| several.contains(&d)) {
             Some(name) => Some(name),
             None => fail(
                 Code::ERRCODE_AMBIGUOUS_FUNCTION,
