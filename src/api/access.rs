@@ -9,7 +9,7 @@
 //! SECURITY_RESTRICTED_OPERATION, and `search_path` pinned to `pg_catalog, pg_temp`, so no object
 //! a user creates can stand in for the names those statements use.
 
-use super::error::fail;
+use super::error::{fail, internal};
 use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -103,12 +103,7 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = 'stan' AND c.relname = 'model_store')",
         )
-        .unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: reading the catalog: {e}"),
-            )
-        })
+        .unwrap_or_else(|e| internal("reading the catalog", e))
     });
     let owner = owner.unwrap_or_else(|| {
         fail(
@@ -154,12 +149,7 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
                     Some(1),
                     &[model.to_string().into(), who.into()],
                 )
-                .unwrap_or_else(|e| {
-                    fail(
-                        Code::ERRCODE_INTERNAL_ERROR,
-                        format!("stan: reading the model catalog: {e}"),
-                    )
-                });
+                .unwrap_or_else(|e| internal("reading the model catalog", e));
             rows.next().map(|r| {
                 let is_owner = r.get::<bool>(2).ok().flatten().unwrap_or(false);
                 ModelAccess {
@@ -282,12 +272,7 @@ pub fn check_model_name(name: &str) {
                     Some(1),
                     &[name.to_string().into(), caller().into()],
                 )
-                .unwrap_or_else(|e| {
-                    fail(
-                        Code::ERRCODE_INTERNAL_ERROR,
-                        format!("stan: reading the catalog: {e}"),
-                    )
-                });
+                .unwrap_or_else(|e| internal("reading the catalog", e));
             rows.next().map(|r| {
                 (
                     r.get::<String>(1).ok().flatten().unwrap_or_default(),

@@ -1,15 +1,12 @@
 //! Model lifecycle and synthetic-only access: drop, grant, revoke (owner only).
 
 use super::access::{as_catalog_owner, caller, require_owner, with_pinned_search_path};
-use super::error::fail;
+use super::error::{fail, internal};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 
 fn catalog_error(e: pgrx::spi::SpiError) -> ! {
-    fail(
-        Code::ERRCODE_INTERNAL_ERROR,
-        format!("stan: writing the model catalog: {e}"),
-    )
+    internal("writing the model catalog", e)
 }
 
 /// Raises unless `role` is an existing role (a regrole argument can be `-`, OID 0, or the OID

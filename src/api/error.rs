@@ -40,3 +40,8 @@ pub fn required<T>(value: Option<T>, argument: &str) -> T {
         )
     })
 }
+
+/// An SPI failure in stan's own fixed SQL (not the user's): `what` says what stan was doing.
+pub fn internal(what: &str, e: impl std::fmt::Display) -> ! {
+    fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: {what}: {e}"))
+}

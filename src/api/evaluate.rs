@@ -3,7 +3,7 @@
 //! training rows.
 
 use super::access::{caller, require_owner, with_pinned_search_path};
-use super::error::{fail, required};
+use super::error::{fail, internal, required};
 use super::generate::{check_row_type, load_model, StoredModel};
 use super::relation::{check_readable, relation_name, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
@@ -116,12 +116,8 @@ fn generate_sample(
     );
     let temp = format!("pg_temp.{name}");
     with_pinned_search_path(|| {
-        Spi::run(&format!("CREATE TEMP TABLE {name} (LIKE {holdout_name})")).unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: creating the sample table: {e}"),
-            )
-        });
+        Spi::run(&format!("CREATE TEMP TABLE {name} (LIKE {holdout_name})"))
+            .unwrap_or_else(|e| internal("creating the sample table", e));
         Spi::run_with_args(
             &format!(
                 "INSERT INTO {temp}
@@ -137,12 +133,7 @@ fn generate_sample(
                 streams.into(),
             ],
         )
-        .unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: generating the sample: {e}"),
-            )
-        });
+        .unwrap_or_else(|e| internal("generating the sample", e));
     });
     let temp_oid: pg_sys::Oid = one(
         "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",

@@ -2,7 +2,7 @@
 //! pass for all streams per step) so memory stays flat however long the span.
 
 use super::access::{as_catalog_owner, caller, require_generate, with_pinned_search_path};
-use super::error::{fail, ok, required};
+use super::error::{fail, internal, ok, required};
 use super::relation::{refuse_constrained_domains, table_columns};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -44,12 +44,7 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
                     None,
                     &[rowtype.into(), who.into()],
                 )
-                .unwrap_or_else(|e| {
-                    fail(
-                        Code::ERRCODE_INTERNAL_ERROR,
-                        format!("stan: reading the model catalog: {e}"),
-                    )
-                })
+                .unwrap_or_else(|e| internal("reading the model catalog", e))
                 .map(|r| {
                     (
                         r.get::<String>(1).ok().flatten().unwrap_or_default(),
@@ -108,12 +103,7 @@ pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredMod
                   WHERE name = $1 ORDER BY version DESC LIMIT 1",
                 Some(1),
                 &[name.clone().into()],
-            ).unwrap_or_else(|e| {
-                fail(
-                    Code::ERRCODE_INTERNAL_ERROR,
-                    format!("stan: reading the model catalog: {e}"),
-                )
-            });
+            ).unwrap_or_else(|e| internal("reading the model catalog", e));
             rows.next().map(|r| {
                 (
                     r.get::<String>(1).ok().flatten().unwrap_or_default(),

@@ -9,7 +9,7 @@
 //! never through a cast a user created.
 
 use super::access::{restricted_as, with_pinned_search_path};
-use super::error::{fail, ok};
+use super::error::{fail, internal, ok};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use stan_core::codec::ColumnValues;
@@ -33,12 +33,7 @@ pub fn check_readable(relation: pg_sys::Oid) {
             "SELECT (SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = $1)",
             &[relation.into()],
         )
-        .unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: reading the catalog: {e}"),
-            )
-        })
+        .unwrap_or_else(|e| internal("reading the catalog", e))
     });
     match kind {
         None => fail(
@@ -96,12 +91,7 @@ pub fn refuse_constrained_domains(relation: pg_sys::Oid) {
                     Some(1),
                     &[relation.into()],
                 )
-                .unwrap_or_else(|e| {
-                    fail(
-                        Code::ERRCODE_INTERNAL_ERROR,
-                        format!("stan: reading the catalog: {e}"),
-                    )
-                });
+                .unwrap_or_else(|e| internal("reading the catalog", e));
             rows.next().map(|r| {
                 (
                     r.get::<String>(1).ok().flatten().unwrap_or_default(),
@@ -133,7 +123,7 @@ pub fn table_columns(relation: pg_sys::Oid) -> Vec<ColumnInfo> {
                 None,
                 &[relation.into()],
             )
-            .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: reading the catalog: {e}")));
+            .unwrap_or_else(|e| internal("reading the catalog", e));
             rows.map(|r| ColumnInfo {
                 name: r.get::<String>(1).ok().flatten().unwrap_or_default(),
                 type_name: r.get::<String>(2).ok().flatten().unwrap_or_default(),
@@ -207,12 +197,7 @@ pub(crate) fn relation_name(relation: pg_sys::Oid) -> String {
             "SELECT $1::pg_catalog.regclass::pg_catalog.text",
             &[relation.into()],
         )
-        .unwrap_or_else(|e| {
-            fail(
-                Code::ERRCODE_INTERNAL_ERROR,
-                format!("stan: reading the catalog: {e}"),
-            )
-        })
+        .unwrap_or_else(|e| internal("reading the catalog", e))
         .unwrap_or_else(|| {
             fail(
                 Code::ERRCODE_UNDEFINED_TABLE,
