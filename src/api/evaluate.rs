@@ -193,13 +193,16 @@ pub(crate) fn run(
         }
         is_column(expr) || access.is_trainer
     });
+    // The holdout, the sample and the training rows are held at once.
     let as_caller = Reader {
         role: caller(),
         stream_by: caller_stream_by,
+        reads: 3,
     };
     let as_owner = Reader {
         role: access.owner,
         stream_by: stored.stream_by.as_deref(),
+        reads: 3,
     };
     let holdout_rows = read(holdout, &plans, &as_caller);
     let order = plans.iter().position(|p| p.kind == Kind::Order);

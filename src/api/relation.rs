@@ -215,7 +215,12 @@ pub(crate) fn relation_name(relation: pg_sys::Oid) -> String {
 pub(crate) struct Reader<'a> {
     pub role: pg_sys::Oid,
     pub stream_by: Option<&'a str>,
+    /// How many relations the call reads: each may hold this share of `stan.max_memory_mb`.
+    pub reads: u64,
 }
+
+/// Per value as read: the Option and its payload, or a String's header.
+const VALUE_BYTES: usize = 24;
 
 impl Reader<'_> {
     fn key_expression(&self) -> Option<String> {
@@ -325,6 +330,8 @@ impl Reader<'_> {
         let relname = relation_name(relation);
         let query = format!("SELECT {} FROM {relname}", select.join(", "));
         let limit = crate::MAX_TRAINING_ROWS.get().max(0) as usize;
+        let max_bytes = ((crate::MAX_MEMORY_MB.get().max(1) as u64) << 20) / self.reads.max(1);
+        let mut bytes = 0usize;
         let mut values: Vec<ColumnValues> = plans.iter().map(ColumnValues::empty_for).collect();
         let mut keys = Vec::new();
         let mut kept = 0usize;
@@ -338,9 +345,12 @@ impl Reader<'_> {
                             format!("stan: cannot read {relname}: {e}"),
                         )
                     });
+                // A fetch holds its rows in SPI's memory at once: start with one row and grow
+                // while the rows seen so far say a batch stays well inside the budget.
+                let mut fetch = 1i64;
                 loop {
                     check_for_interrupts!();
-                    let table = cursor.fetch(FETCH_ROWS).unwrap_or_else(|e| {
+                    let table = cursor.fetch(fetch).unwrap_or_else(|e| {
                         fail(
                             Code::ERRCODE_INVALID_PARAMETER_VALUE,
                             format!("stan: reading {relname}: {e}"),
@@ -373,12 +383,24 @@ impl Reader<'_> {
                                     out.push(row.get::<i64>(i + 1).ok().flatten())
                                 }
                                 ColumnValues::Text(out) => {
-                                    out.push(row.get::<String>(i + 1).ok().flatten())
+                                    let text = row.get::<String>(i + 1).ok().flatten();
+                                    bytes += text.as_ref().map_or(0, String::len);
+                                    out.push(text)
                                 }
                             }
                         }
+                        bytes += VALUE_BYTES * values.len();
+                        if bytes as u64 > max_bytes {
+                            ok::<()>(Err(stan_core::Error::LimitExceeded(format!(
+                                "the values read from {relname} pass {} MB after {kept} rows, their share of stan.max_memory_mb; skip wide text columns (columns => '{{\"col\": \"skip\"}}'), sample with options => '{{\"max_rows\": n}}', or ask a superuser to raise the setting",
+                                max_bytes >> 20
+                            ))));
+                        }
                         keys.extend(key);
                     }
+                    let row_bytes = (bytes / kept.max(1)).max(1) as u64;
+                    let fits = (max_bytes / 8 / row_bytes).clamp(1, FETCH_ROWS as u64) as i64;
+                    fetch = fetch.saturating_mul(8).min(fits);
                     // Each fetch's tuples would otherwise stay in SPI's memory until SPI_finish,
                     // so reading a large table would hold all of it twice; keep one batch.
                     unsafe {

@@ -92,8 +92,10 @@ mod stan {
                 format!("stan: model \"{name}\" is being trained by another session; try again when it is done"),
             );
         }
-        // A model name belongs to whoever trained it first: others may not add versions to it.
-        if let Some(access) = model_access(&name) {
+        // A model name belongs to whoever trained it first: others may not add versions to it,
+        // and a member of that role (or a superuser) who does adds them in the owner's name.
+        let existing = model_access(&name);
+        if let Some(access) = &existing {
             if !access.is_owner {
                 fail(
                     Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -110,6 +112,7 @@ mod stan {
         let reader = Reader {
             role: caller(),
             stream_by: stream_expr.as_deref(),
+            reads: 1,
         };
         let filter = reader.plan_sample(relation, &plans, &options, &name);
         let (values, keys) = reader.read(relation, &plans, filter.as_ref());
@@ -140,7 +143,7 @@ mod stan {
             &mut progress,
         ));
         let metrics = serde_json::json!({ "training": trained.summary });
-        let owner = caller();
+        let owner = existing.map_or_else(caller, |access| access.owner);
         let inserted = as_catalog_owner(|| Spi::get_one_with_args::<i32>(
             "INSERT INTO stan.model_store
                 (name, version, source_relid, source, source_type, codecs, config, options, metrics,

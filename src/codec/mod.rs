@@ -400,6 +400,9 @@ const MAX_RATIO_CONDITION_COLUMNS: usize = 4;
 /// A column of more than 64 classes gets pair masks given at most this many earlier category
 /// columns, and one of at most 64 classes given at most this many earlier softmax columns.
 const MAX_PAIR_GIVENS: usize = 8;
+/// The wide masks of one model hold at most this many 64-bit words (4 MB), so the codecs stay
+/// small to store, load and check whatever the columns' cardinalities.
+const MAX_WIDE_MASK_WORDS: usize = 1 << 19;
 
 /// Training rows encoded for the model, sorted by stream then time.
 #[derive(Debug, Clone)]
@@ -776,17 +779,26 @@ impl TableCodec {
             })
             .collect();
         let mut pairs = vec![];
+        let mut wide_words = 0usize;
         for (j, &(slot, classes, _)) in softmax.iter().enumerate() {
             if classes > 64 {
-                let wide = softmax[..j]
+                let givens = softmax[..j]
                     .iter()
                     .filter(|(_, _, category)| *category)
-                    .take(MAX_PAIR_GIVENS)
-                    .filter_map(|&(given_slot, _, _)| {
-                        crate::interrupt::check();
-                        wide_pair_mask(encoded, width, given_slot, slot, classes, min_count)
-                    });
-                pairs.extend(wide);
+                    .take(MAX_PAIR_GIVENS);
+                for &(given_slot, given_classes, _) in givens {
+                    // A word per 64 classes for every earlier value: two wide columns of
+                    // distinct ids would want their product; such masks are left out.
+                    let words = given_classes.saturating_mul(classes.div_ceil(64));
+                    if wide_words.saturating_add(words) > MAX_WIDE_MASK_WORDS {
+                        continue;
+                    }
+                    wide_words += words;
+                    crate::interrupt::check();
+                    pairs.extend(wide_pair_mask(
+                        encoded, width, given_slot, slot, classes, min_count,
+                    ));
+                }
                 continue;
             }
             for &(given_slot, _, _) in softmax[..j].iter().take(MAX_PAIR_GIVENS) {

@@ -38,6 +38,8 @@ struct Sizes {
     head_inputs: u64,
     slots: u64,
     attributes: u64,
+    /// The CPU engine's per-class contributions to later heads, in floats.
+    contributions: u64,
 }
 
 fn sizes(config: &ModelConfig) -> Sizes {
@@ -66,15 +68,23 @@ fn sizes(config: &ModelConfig) -> Sizes {
     let mut heads = 0u64;
     let mut outputs = 0u64;
     let mut embeddings = 0u64;
+    // Softmax heads' classes, in head order: the CPU engine precomputes, per class, what the
+    // class contributes to every later head's hidden layer.
+    let mut softmax_classes = vec![];
     for (a, attr) in config.attributes.iter().enumerate() {
         for (h, head) in attr.heads.iter().enumerate() {
-            heads += 1;
-            outputs += config.head_outputs(a, h) as u64;
             if let HeadSpec::Softmax { classes, .. } = head {
                 embeddings += (*classes * embedding_dim(*classes)) as u64;
+                softmax_classes.push((heads, *classes as u64));
             }
+            heads += 1;
+            outputs += config.head_outputs(a, h) as u64;
         }
     }
+    let contributions = softmax_classes
+        .iter()
+        .map(|&(at, classes)| classes * (heads - at) * head_hidden)
+        .sum();
     let conv = layers * (channels * channels * 9 + 4 * channels);
     let params = cnns * (conv + channels * pooled * hidden + hidden)
         + heads * (head_in * head_hidden + head_hidden)
@@ -94,6 +104,7 @@ fn sizes(config: &ModelConfig) -> Sizes {
         head_inputs: head_in,
         slots: config.slot_width() as u64,
         attributes: config.attributes.len() as u64,
+        contributions,
     }
 }
 
@@ -130,7 +141,8 @@ pub fn training_bytes(config: &ModelConfig, rows: usize, batch: usize) -> u64 {
     scaled(parameters.saturating_add(data).saturating_add(activations))
 }
 
-/// A generation's peak: the weights, and per stream its window, its kept
+/// A generation's peak: the weights, the CPU engine's per-class tables, and per stream its
+/// window, its kept
 /// convolution outputs (at most 256 MB of them in all, see `pipeline::Generator`) and one
 /// step's activations.
 pub fn generation_bytes(config: &ModelConfig, streams: usize) -> u64 {
@@ -141,7 +153,9 @@ pub fn generation_bytes(config: &ModelConfig, streams: usize) -> u64 {
         s.window * s.features + s.hidden + s.head_inputs + s.head_units + s.outputs + s.slots;
     // The weights three times over (the stored bytes, libtorch's copy, the plain arrays), and
     // the codecs, the decoder and the rows of one step.
-    scaled(s.params * F32 * 3 + (32 << 20) + kept + streams * per_stream * F32)
+    scaled(
+        s.params * F32 * 3 + s.contributions * F32 + (32 << 20) + kept + streams * per_stream * F32,
+    )
 }
 
 /// Refuses `bytes` beyond the budget, saying what `what` would take and which options drive it.

@@ -653,3 +653,54 @@ fn null_arguments_temp_tables_and_dotted_names() {
     }
     c.batch_execute("RESET ROLE").unwrap();
 }
+
+/// Rows are read in batches sized to the budget and refused once their values pass it, before
+/// fitting: a table of wide text values cannot fill the backend's memory through stan_train.
+#[test]
+fn wide_rows_are_refused_within_the_memory_budget() {
+    let mut c = setup("h_wide");
+    c.batch_execute(
+        "CREATE TABLE fat AS SELECT te, pg_catalog.repeat(pg_catalog.md5(te::text), 31250) AS blob FROM flows",
+    )
+    .unwrap();
+    one_i64(&mut c, "SELECT count(*) FROM (SELECT stan.device()) d");
+    let before = peak_rss_mb(&mut c);
+    c.batch_execute("SET stan.max_memory_mb = 64").unwrap();
+    let (code, msg) = sql_error(&mut c, "SELECT stan_train('fat', model => 'fat')");
+    let grew = peak_rss_mb(&mut c) - before;
+    assert_eq!(code, "54000", "{msg}");
+    assert!(msg.contains("64 MB") && msg.contains("public.fat"), "{msg}");
+    // About 1 MB a row, 347 rows: batches of 10,000 rows held all of them twice (over 600 MB).
+    assert!(grew < 250.0, "peak memory grew by {grew:.0} MB");
+}
+
+/// A member of the owning role (or a superuser) who trains a new version adds it in the
+/// owner's name: the owner keeps its model, its grants and the right to drop it.
+#[test]
+fn new_versions_keep_the_models_owner() {
+    let mut c = setup("h_versions");
+    let t = trainer("h_versions");
+    c.batch_execute(&format!(
+        "SET ROLE {t}; SELECT stan_train('flows', options => '{{\"epochs\": 1}}'); RESET ROLE;
+         SELECT stan_train('flows', model => '{t}.flows', options => '{{\"epochs\": 1}}');"
+    ))
+    .unwrap();
+    let owners: Vec<String> = c
+        .query(
+            &format!(
+                "SELECT owner::text FROM stan.models WHERE name = '{t}.flows' ORDER BY version"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, vec![t.clone(), t.clone()]);
+    c.batch_execute(&format!("SET ROLE {t}")).unwrap();
+    assert_eq!(
+        one_i64(&mut c, &format!("SELECT stan_drop('{t}.flows')")),
+        2
+    );
+    c.batch_execute("RESET ROLE").unwrap();
+}
