@@ -57,8 +57,8 @@ fn daily_rhythm(epoch: f64) -> f64 {
     0.15 + 0.85 * day
 }
 
-/// The most host-days one call simulates (hosts × span in days): about 0.3 GB of rows a
-/// hundred host-days when stored, so a typo cannot fill a disk or run for hours.
+/// The most host-days one call simulates (hosts × span in days), so a typo cannot fill a disk
+/// or run for hours.
 pub const MAX_HOST_DAYS: f64 = 2_000.0;
 pub const MAX_HOSTS: usize = 10_000;
 

@@ -223,8 +223,11 @@ pub(crate) struct Reader<'a> {
 const VALUE_BYTES: usize = 24;
 
 impl Reader<'_> {
+    /// The stream key as text, the expression evaluated once per row: `%L` quotes a value and
+    /// spells NULL as NULL, so NULL and '' stay different streams without a second evaluation.
     fn key_expression(&self) -> Option<String> {
-        self.stream_by.map(as_text)
+        self.stream_by
+            .map(|expr| format!("pg_catalog.format('%L', ({expr}))"))
     }
 
     /// With `max_rows`, counts rows per stream and picks a seeded sample of whole streams that
