@@ -1,9 +1,7 @@
-//! Bakes the libtorch directory into the extension's rpath so the server loads libtorch
-//! without LD_LIBRARY_PATH, and records it so the CUDA backend can be dlopen'ed at run time.
+//! The extension finds libtorch beside itself: setup.sh installs libtorch's libraries (and the
+//! CUDA runtime they need) into `$(pg_config --pkglibdir)/stan/`, and the RUNPATH is relative to
+//! stan.so, so the installed extension depends on nothing in the build tree.
 fn main() {
-    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
-        .expect("torch-sys did not report DEP_TCH_LIBTORCH_LIB: is LIBTORCH set?");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    println!("cargo:rustc-env=STAN_LIBTORCH_LIB={lib}");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/stan/torch/lib");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
 }

@@ -85,11 +85,9 @@ fn main() {
     let span_hours: f64 = arg("--span-hours").map_or(6.0, |v| v.parse().unwrap());
     let threads: i32 = arg("--threads").map_or(2, |v| v.parse().unwrap());
     tch::set_num_threads(threads);
-    let device = stan_core::model::device::resolve(
-        &arg("--device").unwrap_or_else(|| "cpu".into()),
-        &std::env::var("STAN_LIBTORCH_LIB").unwrap_or_else(|_| env!("STAN_LIBTORCH_LIB").into()),
-    )
-    .expect("device");
+    let device =
+        stan_core::model::device::resolve(&arg("--device").unwrap_or_else(|| "cpu".into()))
+            .expect("device");
     std::fs::create_dir_all(&out_dir).expect("--out is writable");
 
     let t = Instant::now();

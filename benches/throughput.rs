@@ -30,11 +30,9 @@ fn main() {
             .expect("--options is JSON");
     let options = TrainOptions::parse(&options_json).expect("valid options");
     tch::set_num_threads(threads);
-    let device = stan_core::model::device::resolve(
-        &arg("--device").unwrap_or_else(|| "cpu".into()),
-        env!("STAN_LIBTORCH_LIB"),
-    )
-    .expect("device");
+    let device =
+        stan_core::model::device::resolve(&arg("--device").unwrap_or_else(|| "cpu".into()))
+            .expect("device");
 
     let start = stan_core::sim::DEFAULT_START + 6.0 * 3600.0;
     let flows = stan_core::sim::simulate(hosts, hours * 3600.0, 1, start);

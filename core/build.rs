@@ -4,6 +4,5 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys did not report DEP_TCH_LIBTORCH_LIB: is LIBTORCH set?");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    println!("cargo:rustc-env=STAN_LIBTORCH_LIB={lib}");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
 }

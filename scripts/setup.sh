@@ -65,6 +65,15 @@ if [ "$STAN_PG" = 18 ] && [ -z "$(embedded_pg_config)" ]; then
   source "$ROOT/scripts/env.sh"
 fi
 test -x "$PG_CONFIG" || { echo "no pg_config at '$PG_CONFIG' (set PG_CONFIG or STAN_PG)" >&2; exit 1; }
+# pgrx reads every registered server while building: one whose pg_config is gone (a clone moved
+# or deleted) would stop the build, so such entries are dropped first.
+if [ -f "$HOME/.pgrx/config.toml" ]; then
+  while IFS= read -r stale; do
+    say "forgetting a PostgreSQL registered with pgrx whose pg_config is gone: $stale"
+    grep -vF "\"$stale\"" "$HOME/.pgrx/config.toml" > "$HOME/.pgrx/config.toml.new"
+    mv "$HOME/.pgrx/config.toml.new" "$HOME/.pgrx/config.toml"
+  done < <(sed -n 's/^pg[0-9]* = "\(.*\)"$/\1/p' "$HOME/.pgrx/config.toml" | while IFS= read -r p; do [ -x "$p" ] || echo "$p"; done)
+fi
 if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml"; then
   say "registering PostgreSQL $PG_MAJOR ($PG_CONFIG) with pgrx"
   cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
@@ -75,12 +84,37 @@ say "building and installing the extension"
 cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | grep -E "^(error|warning: unused)|Installing|Finished" || true
 test -f "$("$PG_CONFIG" --pkglibdir)/stan.so" || { echo "extension build failed" >&2; cargo pgrx install --release --pg-config "$PG_CONFIG"; exit 1; }
 
+# 7. libtorch beside the extension: stan.so's RUNPATH is $ORIGIN/stan/torch/lib (build.rs), and
+#    libtorch's own RPATH ($ORIGIN/../../nvidia/...) finds the CUDA runtime in the same layout
+#    as the wheels', so the server loads stan whatever becomes of this clone. A changed file is
+#    copied beside the old one and renamed over it: running backends keep the file they mapped.
+PKGLIB=$("$PG_CONFIG" --pkglibdir)
+install_tree() { # from-dir to-dir
+  local from=$1 to=$2 f dest
+  mkdir -p "$to"
+  for f in "$from"/*.so*; do
+    [ -f "$f" ] || continue
+    case "$(basename "$f")" in libtorch_python.so|libshm*) continue ;; esac
+    dest="$to/$(basename "$f")"
+    if [ "$(stat -c %s.%Y "$f")" != "$(stat -c %s.%Y "$dest" 2>/dev/null)" ]; then
+      cp -p "$f" "$dest.new" && mv -f "$dest.new" "$dest"
+    fi
+  done
+}
+install_tree "$LIBTORCH/lib" "$PKGLIB/stan/torch/lib"
+for d in "$LIBTORCH"/../nvidia/*/lib; do
+  [ -d "$d" ] && install_tree "$d" "$PKGLIB/stan/nvidia/$(basename "$(dirname "$d")")/lib"
+done
+if readelf -d "$PKGLIB/stan.so" | grep -q "$ROOT"; then
+  echo "the installed stan.so still names the build tree ($ROOT) in its dynamic section" >&2; exit 1
+fi
+
 if $INSTALL_ONLY; then
   say "installed stan into PostgreSQL $PG_MAJOR ($("$PG_CONFIG" --pkglibdir)); CREATE EXTENSION stan in any database of it"
   exit 0
 fi
 
-# 7. A project-local cluster, owned by the postgres user (PostgreSQL refuses to run as root).
+# 8. A project-local cluster, owned by the postgres user (PostgreSQL refuses to run as root).
 mkdir -p "$STAN_PGDIR"
 # The postgres user must be able to reach the project directory.
 d="$ROOT"

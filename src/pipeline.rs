@@ -130,10 +130,9 @@ pub fn check_stored_form(codec: &TableCodec, config: &ModelConfig, weights: &[u8
             ));
         }
     }
-    let json = serde_json::to_value(codec)
-        .map_err(|e| Error::CorruptModel(format!("the codecs cannot be stored: {e}")))?;
-    let back: Option<TableCodec> = serde_json::from_value(json).ok();
-    if back.as_ref() != Some(codec) {
+    let (codecs_json, config_json) = store::encode(codec, config)?;
+    let back = store::decode(store::MODEL_FORMAT, codecs_json, config_json).ok();
+    if back.as_ref() != Some(&(codec.clone(), config.clone())) {
         return Err(Error::CorruptModel(
             "the fitted codecs do not read back as they were stored; nothing was stored".into(),
         ));

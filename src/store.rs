@@ -1,15 +1,118 @@
-//! Model weights ⇄ bytes: a magic and format version, then safetensors (a format that is safe to
-//! parse: no code, bounds-checked). Loading checks every tensor's name, dtype and shape against
-//! the network the stored config describes.
+//! A trained model as stored: the fitted codecs and the network's shape as JSON, the weights as
+//! bytes (a magic and weights version, then safetensors: safe to parse, no code,
+//! bounds-checked). The three are versioned together by [`MODEL_FORMAT`]; each format stan still
+//! reads has one loader in [`decode`], so the current structs carry no defaults for old models.
+//! Loading the weights checks every tensor's name, dtype and shape against the network the
+//! config describes.
 
+use crate::codec::TableCodec;
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, StanNet};
 use safetensors::tensor::{Dtype, TensorView};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
 pub const MAGIC: &[u8; 8] = b"STANWTS\0";
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The format this stan writes: 2 since stan 0.2.0 (every field written). 1 is stan 0.1.0's,
+/// whose JSON may lack fields added during 0.1.0.
+pub const MODEL_FORMAT: i32 = 2;
+/// The oldest format [`decode`] reads.
+pub const OLDEST_MODEL_FORMAT: i32 = 1;
+
+/// The codecs and network description as stored with [`MODEL_FORMAT`].
+pub fn encode(codec: &TableCodec, config: &ModelConfig) -> Result<(Value, Value)> {
+    let codecs = serde_json::to_value(codec)
+        .map_err(|e| Error::CorruptModel(format!("the codecs cannot be stored: {e}")))?;
+    let config = serde_json::to_value(config)
+        .map_err(|e| Error::CorruptModel(format!("the network cannot be stored: {e}")))?;
+    Ok((codecs, config))
+}
+
+/// Reads the codecs and network description a model of `format` stored.
+pub fn decode(format: i32, codecs: Value, config: Value) -> Result<(TableCodec, ModelConfig)> {
+    let (codecs, config) = match format {
+        1 => (format_1::codecs(codecs), format_1::config(config)),
+        MODEL_FORMAT => (codecs, config),
+        other => {
+            return Err(Error::CorruptModel(format!(
+                "stored in model format {other}; this stan reads formats {OLDEST_MODEL_FORMAT} to {MODEL_FORMAT}: retrain the model, or update stan if it is newer"
+            )))
+        }
+    };
+    let codec = serde_json::from_value(codecs)
+        .map_err(|e| Error::CorruptModel(format!("unreadable codecs: {e}")))?;
+    let config = serde_json::from_value(config)
+        .map_err(|e| Error::CorruptModel(format!("unreadable network description: {e}")))?;
+    Ok((codec, config))
+}
+
+/// stan 0.1.0's models: fields added during 0.1.0 are missing from older ones, and empty lists
+/// and absent options were left out. Each gets the value that stan read it as then.
+mod format_1 {
+    use super::*;
+    use crate::codec::time::Clock;
+
+    fn fill(object: &mut Value, defaults: &[(&str, Value)]) {
+        if let Some(map) = object.as_object_mut() {
+            for (key, value) in defaults {
+                map.entry(key.to_string()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+
+    pub fn codecs(mut codecs: Value) -> Value {
+        fill(
+            &mut codecs,
+            &[
+                ("ratios", json!([])),
+                ("pairs", json!([])),
+                ("stream_addresses", json!([])),
+                ("stream_max_gaps", json!([])),
+                ("value_ranges", json!([])),
+            ],
+        );
+        for column in codecs["columns"].as_array_mut().into_iter().flatten() {
+            let defaults: Vec<(&str, Value)> = match column["codec"].as_str() {
+                // No longest gap was kept: any gap (JSON holds no infinity; f64::MAX bounds
+                // nothing a float gap can reach).
+                Some("gap") => vec![
+                    ("max", json!(f64::MAX)),
+                    (
+                        "clock",
+                        json!({"period": Clock::DAILY.period, "origin": Clock::DAILY.origin}),
+                    ),
+                ],
+                Some("ipv4") => vec![("own", json!(false))],
+                Some("port") => vec![("frequent", json!([]))],
+                _ => vec![],
+            };
+            fill(column, &defaults);
+        }
+        for pair in codecs["pairs"].as_array_mut().into_iter().flatten() {
+            fill(pair, &[("allowed_wide", json!([]))]);
+        }
+        codecs
+    }
+
+    pub fn config(mut config: Value) -> Value {
+        fill(
+            &mut config,
+            &[
+                ("cnn_per_attribute", json!(false)),
+                ("streams", json!(0)),
+                ("stream_dim", json!(0)),
+                ("stream_rate", json!(false)),
+            ],
+        );
+        for attribute in config["attributes"].as_array_mut().into_iter().flatten() {
+            fill(attribute, &[("own_value", json!(false))]);
+        }
+        config
+    }
+}
 
 pub fn save(net: &StanNet) -> Result<Vec<u8>> {
     let mut vars: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();

@@ -10,6 +10,7 @@
 //! a user creates can stand in for the names those statements use.
 
 use super::error::{fail, internal};
+use super::spi::select_one;
 use pgrx::pg_sys;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -98,10 +99,11 @@ pub fn restricted_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     // Looked up with search_path pinned, so the lookup itself cannot be redirected.
     let owner: Option<pg_sys::Oid> = with_pinned_search_path(|| {
-        Spi::get_one(
-            "SELECT (SELECT c.relowner FROM pg_catalog.pg_class c
-                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                      WHERE n.nspname = 'stan' AND c.relname = 'model_store')",
+        select_one(
+            "SELECT c.relowner FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'stan' AND c.relname = 'model_store'",
+            &[],
         )
         .unwrap_or_else(|e| internal("reading the catalog", e))
     });
@@ -116,8 +118,10 @@ pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
 
 /// What the caller may do with an existing model.
 pub struct ModelAccess {
-    /// The role that trained the model.
-    pub owner: pg_sys::Oid,
+    /// The role that owns the model; None when that role was dropped (then only superusers
+    /// may use the model, and `stan_reassign` gives it a new owner).
+    pub owner: Option<pg_sys::Oid>,
+    /// The owner's name (as it was stored, when the role was dropped).
     pub owner_name: String,
     /// The caller has the owner's privileges (is the owner, a member of it, or a superuser).
     pub is_owner: bool,
@@ -130,21 +134,24 @@ pub struct ModelAccess {
     pub is_trainer: bool,
 }
 
-/// The caller's rights on a model, or None when no version of it exists.
+/// The caller's rights on a model, or None when no version of it exists. Rights follow the
+/// owner's and grantees' OIDs: a dropped role's OID (0 here) gives rights to superusers only.
 pub fn model_access(model: &str) -> Option<ModelAccess> {
     let who = caller();
     as_catalog_owner(|| {
         Spi::connect(|client| {
             let mut rows = client
                 .select(
-                    "SELECT m.owner::text,
-                            pg_catalog.pg_has_role($2, m.owner::oid, 'USAGE'),
+                    "SELECT COALESCE(r.rolname::pg_catalog.text, m.owner OPERATOR(pg_catalog.||) ' (dropped)'),
+                            pg_catalog.pg_has_role($2, COALESCE(r.oid, 0), 'USAGE'),
                             EXISTS (SELECT 1 FROM stan.model_grants g
-                                     WHERE g.name = m.name
-                                       AND pg_catalog.pg_has_role($2, g.grantee::oid, 'USAGE')),
-                            m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2,
-                            m.owner::pg_catalog.oid
-                       FROM stan.model_store m WHERE m.name = $1
+                                     WHERE g.name OPERATOR(pg_catalog.=) m.name
+                                       AND pg_catalog.pg_has_role($2, COALESCE(g.grantee_oid, 0), 'USAGE')),
+                            r.oid OPERATOR(pg_catalog.=) $2,
+                            r.oid
+                       FROM stan.model_store m
+                       LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.owner_oid
+                      WHERE m.name OPERATOR(pg_catalog.=) $1
                       ORDER BY m.version DESC LIMIT 1",
                     Some(1),
                     &[model.to_string().into(), who.into()],
@@ -153,11 +160,7 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
             rows.next().map(|r| {
                 let is_owner = r.get::<bool>(2).ok().flatten().unwrap_or(false);
                 ModelAccess {
-                    owner: r
-                        .get::<pg_sys::Oid>(5)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(pg_sys::InvalidOid),
+                    owner: r.get::<pg_sys::Oid>(5).ok().flatten(),
                     owner_name: r.get::<String>(1).ok().flatten().unwrap_or_default(),
                     is_owner,
                     may_generate: is_owner || r.get::<bool>(3).ok().flatten().unwrap_or(false),
@@ -168,14 +171,15 @@ pub fn model_access(model: &str) -> Option<ModelAccess> {
     })
 }
 
-fn caller_name() -> String {
-    Spi::get_one_with_args::<String>(
-        "SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r WHERE r.oid = $1",
-        &[caller().into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+/// The name of the role with this OID, if there is one.
+pub fn role_name(role: pg_sys::Oid) -> Option<String> {
+    with_pinned_search_path(|| {
+        select_one::<String>(
+            "SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r WHERE r.oid = $1",
+            &[role.into()],
+        )
+        .unwrap_or_else(|e| internal("reading the catalog", e))
+    })
 }
 
 /// The caller's rights on a model that must exist.
@@ -198,7 +202,7 @@ pub fn require_owner(model: &str, action: &str) -> ModelAccess {
             format!(
                 "stan: must be the owner of model \"{model}\" ({}) to {action}; role {} is not",
                 access.owner_name,
-                with_pinned_search_path(caller_name)
+                caller_role_name()
             ),
         );
     }
@@ -213,7 +217,7 @@ pub fn require_generate(model: &str) {
             Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "stan: permission denied for model \"{model}\": role {} has no grant; its owner ({}) can run stan_grant('{model}', role)",
-                with_pinned_search_path(caller_name),
+                caller_role_name(),
                 access.owner_name
             ),
         );
@@ -299,7 +303,37 @@ pub fn check_model_name(name: &str) {
     }
 }
 
+/// The name a model trained on `relation` gets by default: `role.table` for a table in schema
+/// public, `role.schema.table` for others (so `s1.flows` and `s2.flows` make two models).
+pub fn default_model_name(relation: pg_sys::Oid) -> Option<String> {
+    let (schema, table): (Option<String>, Option<String>) = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text
+                       FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.oid = $1",
+                    Some(1),
+                    &[relation.into()],
+                )
+                .unwrap_or_else(|e| internal("reading the catalog", e));
+            if rows.is_empty() {
+                return (None, None);
+            }
+            rows.first()
+                .get_two::<String, String>()
+                .unwrap_or((None, None))
+        })
+    });
+    let table = table?;
+    Some(match schema.as_deref() {
+        Some("public") | None => format!("{}.{table}", caller_role_name()),
+        Some(schema) => format!("{}.{schema}.{table}", caller_role_name()),
+    })
+}
+
 /// The name of the role calling, for default model names.
 pub fn caller_role_name() -> String {
-    with_pinned_search_path(caller_name)
+    role_name(caller()).unwrap_or_default()
 }

@@ -1,7 +1,12 @@
-//! Model lifecycle and synthetic-only access: drop, grant, revoke (owner only).
+//! Model lifecycle and synthetic-only access: drop, grant, revoke, reassign (owner only).
+//! The catalog keeps roles by name (what a restore keeps) and resolves each to its OID when a
+//! row is written (sql/catalog.sql); the functions here write names only.
 
-use super::access::{as_catalog_owner, caller, require_owner, with_pinned_search_path};
+use super::access::{
+    as_catalog_owner, caller, caller_role_name, require_owner, role_name, with_pinned_search_path,
+};
 use super::error::{fail, internal};
+use super::spi::select_one;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 
@@ -9,46 +14,68 @@ fn catalog_error(e: pgrx::spi::SpiError) -> ! {
     internal("writing the model catalog", e)
 }
 
-/// Raises unless `role` is an existing role (a regrole argument can be `-`, OID 0, or the OID
+/// The name of an existing role, or an error (a regrole argument can be `-`, OID 0, or the OID
 /// of a role dropped since).
-fn require_role(role: pg_sys::Oid) {
-    let exists: Option<bool> = with_pinned_search_path(|| {
-        Spi::get_one_with_args(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
-            &[role.into()],
-        )
-        .unwrap_or_else(|e| catalog_error(e))
-    });
-    if exists != Some(true) {
+fn require_role(role: pg_sys::Oid) -> String {
+    role_name(role).unwrap_or_else(|| {
         fail(
             Code::ERRCODE_UNDEFINED_OBJECT,
             format!("stan: role with OID {} does not exist", role.to_u32()),
-        );
-    }
+        )
+    })
+}
+
+/// Grants of the model to roles dropped since: they give nothing, and would hold the name
+/// against a new grant to a role created under it.
+fn forget_dropped_grantees(model: &str) {
+    Spi::run_with_args(
+        "DELETE FROM stan.model_grants g
+          WHERE g.name OPERATOR(pg_catalog.=) $1
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                             WHERE r.oid OPERATOR(pg_catalog.=) g.grantee_oid)",
+        &[model.to_string().into()],
+    )
+    .unwrap_or_else(|e| catalog_error(e));
 }
 
 #[pg_schema]
 mod stan {
     use super::*;
 
-    /// Implements stan_drop: removes every version of a model and its grants; returns how many
-    /// versions.
+    /// Implements stan_drop: removes one version of a model, or every version and then its
+    /// grants too; returns how many versions.
     #[pg_extern(name = "drop_model")]
-    fn drop_model(model: &str) -> i64 {
+    fn drop_model(model: Option<&str>, version: Option<i32>) -> i64 {
+        let model = super::super::error::required(model, "model");
         require_owner(model, "drop it");
         as_catalog_owner(|| {
+            let dropped = Spi::get_one_with_args::<i64>(
+                "WITH d AS (DELETE FROM stan.model_store
+                             WHERE name OPERATOR(pg_catalog.=) $1
+                               AND ($2::pg_catalog.int4 IS NULL OR version OPERATOR(pg_catalog.=) $2)
+                            RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM d",
+                &[model.to_string().into(), version.into()],
+            )
+            .unwrap_or_else(|e| catalog_error(e))
+            .unwrap_or(0);
+            if dropped == 0 {
+                if let Some(v) = version {
+                    fail(
+                        Code::ERRCODE_UNDEFINED_OBJECT,
+                        format!("stan: model \"{model}\" has no version {v}"),
+                    );
+                }
+            }
             Spi::run_with_args(
-                "DELETE FROM stan.model_grants WHERE name = $1",
+                "DELETE FROM stan.model_grants g
+                  WHERE g.name OPERATOR(pg_catalog.=) $1
+                    AND NOT EXISTS (SELECT 1 FROM stan.model_store m
+                                     WHERE m.name OPERATOR(pg_catalog.=) $1)",
                 &[model.to_string().into()],
             )
             .unwrap_or_else(|e| catalog_error(e));
-            Spi::get_one_with_args::<i64>(
-                "WITH d AS (DELETE FROM stan.model_store WHERE name = $1 RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM d",
-                &[model.to_string().into()],
-            )
-            .unwrap_or_else(|e| catalog_error(e))
-            .unwrap_or(0)
+            dropped
         })
     }
 
@@ -57,12 +84,13 @@ mod stan {
     #[pg_extern(name = "grant_model")]
     fn grant_model(model: &str, grantee: pg_sys::Oid) -> bool {
         require_owner(model, "grant it");
-        require_role(grantee);
-        let by = caller();
+        let grantee = require_role(grantee);
+        let by = caller_role_name();
         as_catalog_owner(|| {
+            forget_dropped_grantees(model);
             Spi::get_one_with_args::<bool>(
                 "WITH i AS (INSERT INTO stan.model_grants (name, grantee, granted_by)
-                            VALUES ($1, $2::pg_catalog.regrole, $3::pg_catalog.regrole)
+                            VALUES ($1, $2, $3)
                             ON CONFLICT (name, grantee) DO NOTHING RETURNING 1)
                  SELECT EXISTS (SELECT 1 FROM i)",
                 &[model.to_string().into(), grantee.into(), by.into()],
@@ -77,15 +105,55 @@ mod stan {
     #[pg_extern(name = "revoke_model")]
     fn revoke_model(model: &str, grantee: pg_sys::Oid) -> bool {
         require_owner(model, "revoke it");
+        let grantee = require_role(grantee);
         as_catalog_owner(|| {
+            forget_dropped_grantees(model);
             Spi::get_one_with_args::<bool>(
                 "WITH d AS (DELETE FROM stan.model_grants
-                             WHERE name = $1 AND grantee::pg_catalog.oid = $2 RETURNING 1)
+                             WHERE name OPERATOR(pg_catalog.=) $1
+                               AND grantee OPERATOR(pg_catalog.=) $2 RETURNING 1)
                  SELECT EXISTS (SELECT 1 FROM d)",
                 &[model.to_string().into(), grantee.into()],
             )
             .unwrap_or_else(|e| catalog_error(e))
             .unwrap_or(false)
+        })
+    }
+
+    /// Implements stan_reassign: every version of the model passes to `new_owner`; returns how
+    /// many versions. Like ALTER
+    /// ... OWNER TO, the caller must have the model's owner rights and belong to the new owner
+    /// (a superuser may do both, also for a model whose owner role was dropped).
+    #[pg_extern(name = "reassign_model")]
+    fn reassign_model(model: &str, new_owner: pg_sys::Oid) -> i64 {
+        require_owner(model, "reassign it");
+        let name = require_role(new_owner);
+        let member: bool = with_pinned_search_path(|| {
+            select_one::<bool>(
+                "SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')",
+                &[caller().into(), new_owner.into()],
+            )
+            .unwrap_or_else(|e| internal("reading the catalog", e))
+            .unwrap_or(false)
+        });
+        if !member {
+            fail(
+                Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "stan: must be a member of role {name} to give it model \"{model}\"; role {} is not",
+                    caller_role_name()
+                ),
+            );
+        }
+        as_catalog_owner(|| {
+            Spi::get_one_with_args::<i64>(
+                "WITH u AS (UPDATE stan.model_store SET owner = $2
+                             WHERE name OPERATOR(pg_catalog.=) $1 RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM u",
+                &[model.to_string().into(), name.into()],
+            )
+            .unwrap_or_else(|e| catalog_error(e))
+            .unwrap_or(0)
         })
     }
 }

@@ -6,6 +6,7 @@ use super::access::{caller, require_owner, with_pinned_search_path};
 use super::error::{fail, internal, required};
 use super::generate::{check_row_type, load_model, StoredModel};
 use super::relation::{check_readable, relation_name, Reader};
+use super::spi::select_one;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -64,13 +65,17 @@ fn read(relation: pg_sys::Oid, plans: &[ColumnPlan], reader: &Reader) -> Table {
 }
 
 fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<T> {
-    with_pinned_search_path(|| Spi::get_one_with_args::<T>(sql, args).ok().flatten())
+    with_pinned_search_path(|| select_one::<T>(sql, args).ok().flatten())
 }
 
-/// The training relation, if it still exists and the model's owner may read it (it is read as
-/// the owner: see `relation`).
-fn training_relation(stored: &StoredModel, owner: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    let relid = stored.source?;
+/// The training relation, if a relation of its name still exists and the model's owner may
+/// read it (it is read as the owner: see `relation`).
+fn training_relation(stored: &StoredModel, owner: Option<pg_sys::Oid>) -> Option<pg_sys::Oid> {
+    let owner = owner?;
+    let relid: pg_sys::Oid = one(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[stored.source.clone().into()],
+    )?;
     let readable: bool = one(
         "SELECT pg_catalog.has_table_privilege($2, c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1",
         &[relid.into(), owner.into()],
@@ -87,6 +92,7 @@ fn training_relation(stored: &StoredModel, owner: pg_sys::Oid) -> Option<pg_sys:
 #[allow(clippy::too_many_arguments)]
 fn generate_sample(
     model: &str,
+    version: i32,
     holdout: pg_sys::Oid,
     rowtype: pg_sys::Oid,
     span: f64,
@@ -122,7 +128,7 @@ fn generate_sample(
             &format!(
                 "INSERT INTO {temp}
                  SELECT (pg_catalog.jsonb_populate_record(NULL::{type_name}, r)).*
-                   FROM stan.generate_rows($1, $2, $3, $4, $5, $6, NULL) AS r"
+                   FROM stan.generate_rows($1, $2, $3, $4, $5, $6, NULL, $7) AS r"
             ),
             &[
                 rowtype.into(),
@@ -131,6 +137,7 @@ fn generate_sample(
                 seed.unwrap_or(1).into(),
                 start.into(),
                 streams.into(),
+                version.into(),
             ],
         )
         .unwrap_or_else(|e| internal("generating the sample", e));
@@ -159,7 +166,7 @@ pub(crate) fn run(
     synthetic_table: Option<pg_sys::Oid>,
 ) -> Evaluation {
     let access = require_owner(model, "evaluate it");
-    let stored = load_model(Some(model), pg_sys::InvalidOid);
+    let stored = load_model(Some(model), pg_sys::InvalidOid, None);
     let rowtype: pg_sys::Oid = one(
         "SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1",
         &[holdout.into()],
@@ -200,7 +207,7 @@ pub(crate) fn run(
         reads: 3,
     };
     let as_owner = Reader {
-        role: access.owner,
+        role: access.owner.unwrap_or_else(caller),
         stream_by: stored.stream_by.as_deref(),
         reads: 3,
     };
@@ -243,7 +250,16 @@ pub(crate) fn run(
             read(table, &plans, &as_caller)
         }
         None => generate_sample(
-            model, holdout, rowtype, span, seed, start, streams, &plans, &as_caller,
+            model,
+            stored.version,
+            holdout,
+            rowtype,
+            span,
+            seed,
+            start,
+            streams,
+            &plans,
+            &as_caller,
         ),
     };
     let training = training_relation(&stored, access.owner).map(|t| read(t, &plans, &as_owner));

@@ -1,9 +1,13 @@
 //! stan_generate: rows of the caller's row type from a stored model, produced lazily (one network
 //! pass for all streams per step) so memory stays flat however long the span.
 
-use super::access::{as_catalog_owner, caller, require_generate, with_pinned_search_path};
+use super::access::{
+    as_catalog_owner, caller, default_model_name, model_access, require_generate,
+    with_pinned_search_path,
+};
 use super::error::{fail, internal, ok, required};
 use super::relation::{refuse_constrained_domains, table_columns};
+use super::spi::select_one;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -13,36 +17,62 @@ use stan_core::pipeline::{Generator, DEFAULT_WARMUP_SECONDS};
 
 pub(crate) struct StoredModel {
     pub name: String,
+    pub version: i32,
     pub codec: TableCodec,
     pub config: ModelConfig,
     pub weights: Vec<u8>,
     pub streams: usize,
-    /// The training relation, while it exists.
-    pub source: Option<pg_sys::Oid>,
+    /// The training relation's qualified name when it was trained.
+    pub source: Option<String>,
     pub stream_by: Option<String>,
 }
 
+/// The training relation's qualified name, as the catalog stores it (`source`).
+pub(crate) fn qualified_name(relation: pg_sys::Oid) -> Option<String> {
+    with_pinned_search_path(|| {
+        select_one::<String>(
+            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[relation.into()],
+        )
+        .unwrap_or_else(|e| internal("reading the catalog", e))
+    })
+}
+
+/// The relation of a row type (0 when it is not a table's).
+fn type_relation(rowtype: pg_sys::Oid) -> pg_sys::Oid {
+    with_pinned_search_path(|| {
+        select_one::<pg_sys::Oid>(
+            "SELECT t.typrelid FROM pg_catalog.pg_type t WHERE t.oid = $1",
+            &[rowtype.into()],
+        )
+        .unwrap_or_else(|e| internal("reading the catalog", e))
+    })
+    .unwrap_or(pg_sys::InvalidOid)
+}
+
 /// Which model `stan_generate(NULL::t, ...)` uses without `model =>`: among the models trained on
-/// a table of this row type that the caller may use, the caller's own (the one named
-/// `role.table` first), else the only one granted; never a model someone else trained and
-/// granted since when the caller has one of its own, and an error listing the candidates when
+/// the table of this row type (by its qualified name, which a restore keeps) that the caller may
+/// use, the one named after the table for the caller (`role.table`, stan_train's default), else
+/// the caller's only own one, else the only one granted; an error listing the candidates when
 /// the choice is not clear. None when there is no candidate.
 fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
     let who = caller();
+    let relation = type_relation(rowtype);
+    let source = qualified_name(relation)?;
     let candidates: Vec<(String, bool)> = as_catalog_owner(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT m.name, pg_catalog.bool_or(m.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $2)
+                    "SELECT m.name, pg_catalog.bool_or(m.owner_oid OPERATOR(pg_catalog.=) $2)
                        FROM stan.model_store m
-                      WHERE m.source_type OPERATOR(pg_catalog.=) $1
-                        AND (pg_catalog.pg_has_role($2, m.owner::pg_catalog.oid, 'USAGE')
+                      WHERE m.source OPERATOR(pg_catalog.=) $1
+                        AND (pg_catalog.pg_has_role($2, COALESCE(m.owner_oid, 0), 'USAGE')
                              OR EXISTS (SELECT 1 FROM stan.model_grants g
                                          WHERE g.name OPERATOR(pg_catalog.=) m.name
-                                           AND pg_catalog.pg_has_role($2, g.grantee::pg_catalog.oid, 'USAGE')))
+                                           AND pg_catalog.pg_has_role($2, COALESCE(g.grantee_oid, 0), 'USAGE')))
                       GROUP BY m.name ORDER BY m.name",
                     None,
-                    &[rowtype.into(), who.into()],
+                    &[source.into(), who.into()],
                 )
                 .unwrap_or_else(|e| internal("reading the model catalog", e))
                 .map(|r| {
@@ -54,17 +84,11 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
                 .collect()
         })
     });
+    let named_default = default_model_name(relation);
+    if let Some(name) = named_default.filter(|d| candidates.iter().any(|c| &c.0 == d)) {
+        return Some(name);
+    }
     let own: Vec<&String> = candidates.iter().filter(|c| c.1).map(|c| &c.0).collect();
-    let table: Option<String> = with_pinned_search_path(|| {
-        Spi::get_one_with_args(
-            "SELECT (SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_type t
-                       JOIN pg_catalog.pg_class c ON c.oid = t.typrelid WHERE t.oid = $1)",
-            &[rowtype.into()],
-        )
-        .ok()
-        .flatten()
-    });
-    let named_default = table.map(|t| format!("{}.{t}", super::access::caller_role_name()));
     let pool: Vec<&String> = if own.is_empty() {
         candidates.iter().map(|c| &c.0).collect()
     } else {
@@ -73,22 +97,23 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
     match pool.as_slice() {
         [] => None,
         [one] => Some((*one).clone()),
-        several => match named_default.filter(|d| several.contains(&d)) {
-            Some(name) => Some(name),
-            None => fail(
-                Code::ERRCODE_AMBIGUOUS_FUNCTION,
-                format!(
-                    "stan: several models of this row type could be meant: {}; choose one with model => '...'",
-                    several.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
-                ),
+        several => fail(
+            Code::ERRCODE_AMBIGUOUS_FUNCTION,
+            format!(
+                "stan: several models of this row type could be meant: {}; choose one with model => '...'",
+                several.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
             ),
-        },
+        ),
     }
 }
 
-/// The latest version of the named model, or of the model `default_model` picks for this row
-/// type.
-pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredModel {
+/// A version of the named model (the latest when `version` is None), or of the model
+/// `default_model` picks for this row type.
+pub(crate) fn load_model(
+    model: Option<&str>,
+    rowtype: pg_sys::Oid,
+    version: Option<i32>,
+) -> StoredModel {
     let chosen = match model {
         Some(name) => Some(name.to_string()),
         None => default_model(rowtype),
@@ -96,34 +121,45 @@ pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredMod
     if let Some(name) = &chosen {
         require_generate(name);
     }
-    let found = chosen.as_ref().and_then(|name| as_catalog_owner(|| {
-        Spi::connect(|client| {
-            let mut rows = client.select(
-                "SELECT name, codecs, config, weights, streams, source_relid, stream_by FROM stan.model_store
-                  WHERE name = $1 ORDER BY version DESC LIMIT 1",
+    let found = chosen.as_ref().and_then(|name| {
+        as_catalog_owner(|| {
+            Spi::connect(|client| {
+                let mut rows = client.select(
+                "SELECT name, version, format, codecs, config, weights, streams, source, stream_by
+                   FROM stan.model_store
+                  WHERE name OPERATOR(pg_catalog.=) $1
+                    AND ($2::pg_catalog.int4 IS NULL OR version OPERATOR(pg_catalog.=) $2)
+                  ORDER BY version DESC LIMIT 1",
                 Some(1),
-                &[name.clone().into()],
+                &[name.clone().into(), version.into()],
             ).unwrap_or_else(|e| internal("reading the model catalog", e));
-            rows.next().map(|r| {
-                (
-                    r.get::<String>(1).ok().flatten().unwrap_or_default(),
-                    r.get::<JsonB>(2).ok().flatten(),
-                    r.get::<JsonB>(3).ok().flatten(),
-                    r.get::<Vec<u8>>(4).ok().flatten(),
-                    r.get::<i32>(5).ok().flatten(),
-                    r.get::<pg_sys::Oid>(6).ok().flatten(),
-                    r.get::<String>(7).ok().flatten(),
-                )
+                rows.next().map(|r| {
+                    (
+                        r.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        r.get::<i32>(2).ok().flatten().unwrap_or_default(),
+                        r.get::<i32>(3).ok().flatten(),
+                        r.get::<JsonB>(4).ok().flatten(),
+                        r.get::<JsonB>(5).ok().flatten(),
+                        r.get::<Vec<u8>>(6).ok().flatten(),
+                        r.get::<i32>(7).ok().flatten(),
+                        r.get::<String>(8).ok().flatten(),
+                        r.get::<String>(9).ok().flatten(),
+                    )
+                })
             })
         })
-    }));
-    let Some((name, codecs, config, weights, streams, source, stream_by)) = found else {
-        let what = match model {
-            Some(name) => format!("stan: model \"{name}\" does not exist"),
-            None => {
+    });
+    let Some((name, version, format, codecs, config, weights, streams, source, stream_by)) = found
+    else {
+        let what = match (model, version) {
+            (Some(name), Some(v)) if model_access(name).is_some() => {
+                format!("stan: model \"{name}\" has no version {v}")
+            }
+            (Some(name), _) => format!("stan: model \"{name}\" does not exist"),
+            (None, _) => {
                 let t: String = with_pinned_search_path(|| {
-                    Spi::get_one_with_args(
-                        "SELECT $1::pg_catalog.regtype::pg_catalog.text",
+                    select_one::<String>(
+                        "SELECT pg_catalog.format_type($1, NULL)",
                         &[rowtype.into()],
                     )
                     .ok()
@@ -135,23 +171,23 @@ pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredMod
         };
         fail(Code::ERRCODE_UNDEFINED_OBJECT, what);
     };
-    let corrupt = |what: &str| -> ! {
+    let corrupt = |what: String| -> ! {
         ok(Err(stan_core::Error::CorruptModel(format!(
-            "model \"{name}\": {what}"
+            "model \"{name}\" version {version}: {what}"
         ))))
     };
-    let codec: TableCodec = codecs
-        .and_then(|j| serde_json::from_value(j.0).ok())
-        .unwrap_or_else(|| corrupt("unreadable codecs"));
-    let config: ModelConfig = config
-        .and_then(|j| serde_json::from_value(j.0).ok())
-        .unwrap_or_else(|| corrupt("unreadable network description"));
-    let weights = weights.unwrap_or_else(|| corrupt("no weights"));
+    let (Some(format), Some(codecs), Some(config)) = (format, codecs, config) else {
+        corrupt("no codecs or network description".into())
+    };
+    let (codec, config) = stan_core::store::decode(format, codecs.0, config.0)
+        .unwrap_or_else(|e| corrupt(e.to_string()));
+    let weights = weights.unwrap_or_else(|| corrupt("no weights".into()));
     let streams = streams
         .filter(|s| *s > 0)
-        .unwrap_or_else(|| corrupt("no stream count")) as usize;
+        .unwrap_or_else(|| corrupt("no stream count".into())) as usize;
     StoredModel {
         name,
+        version,
         codec,
         config,
         weights,
@@ -163,20 +199,14 @@ pub(crate) fn load_model(model: Option<&str>, rowtype: pg_sys::Oid) -> StoredMod
 
 /// The row type must have exactly the model's columns, with the same types.
 pub(crate) fn check_row_type(rowtype: pg_sys::Oid, model: &StoredModel) {
-    let relid: Option<pg_sys::Oid> = with_pinned_search_path(|| {
-        Spi::get_one_with_args(
-            "SELECT typrelid FROM pg_catalog.pg_type WHERE oid = $1",
-            &[rowtype.into()],
-        )
-        .ok()
-        .flatten()
-    });
-    let relid = relid.filter(|r| r.to_u32() != 0).unwrap_or_else(|| {
-        fail(
-            Code::ERRCODE_DATATYPE_MISMATCH,
-            "stan: the first argument must be a row type, e.g. NULL::flows".to_string(),
-        )
-    });
+    let relid = Some(type_relation(rowtype))
+        .filter(|r| r.to_u32() != 0)
+        .unwrap_or_else(|| {
+            fail(
+                Code::ERRCODE_DATATYPE_MISMATCH,
+                "stan: the first argument must be a row type, e.g. NULL::flows".to_string(),
+            )
+        });
     refuse_constrained_domains(relid);
     let mut have: Vec<(String, String)> = table_columns(relid)
         .into_iter()
@@ -215,6 +245,7 @@ mod stan {
     use super::*;
 
     /// Implements stan_generate (see sql/api.sql): one jsonb object per generated row.
+    #[allow(clippy::too_many_arguments)]
     #[pg_extern(name = "generate_rows")]
     fn generate_rows(
         rowtype: pg_sys::Oid,
@@ -224,9 +255,10 @@ mod stan {
         start_epoch: Option<f64>,
         streams: Option<i32>,
         warmup_seconds: Option<f64>,
+        version: Option<i32>,
     ) -> SetOfIterator<'static, JsonB> {
         let span_seconds = required(span_seconds, "span");
-        let stored = load_model(model.as_deref(), rowtype);
+        let stored = load_model(model.as_deref(), rowtype, version);
         check_row_type(rowtype, &stored);
         let device = super::super::prepare_torch("");
         let seed = seed.map(|s| s as u64).unwrap_or_else(|| {

@@ -7,12 +7,19 @@ mod demo;
 mod error;
 mod evaluate;
 mod generate;
+mod progress;
 mod relation;
+mod spi;
 mod train;
 
 use pgrx::prelude::*;
 
 extension_sql_file!("../../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!(
+    "../../sql/progress.sql",
+    name = "progress",
+    requires = [progress_rows]
+);
 extension_sql_file!("../../sql/api.sql", name = "api", finalize);
 
 /// Threads, memory budget and device for one call, from the settings.
@@ -24,10 +31,7 @@ pub(crate) fn prepare_torch(device_option: &str) -> tch::Device {
     } else {
         device_option
     };
-    error::ok(stan_core::model::device::resolve(
-        name,
-        env!("STAN_LIBTORCH_LIB"),
-    ))
+    error::ok(stan_core::model::device::resolve(name))
 }
 
 #[pg_schema]

@@ -10,6 +10,7 @@
 
 use super::access::{restricted_as, with_pinned_search_path};
 use super::error::{fail, internal, ok};
+use super::spi::select_one;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
 use stan_core::codec::ColumnValues;
@@ -29,7 +30,7 @@ const READABLE_KINDS: &str = "rpvmf";
 /// Raises unless `relation` exists and is a kind of relation rows can be read from.
 pub fn check_readable(relation: pg_sys::Oid) {
     let kind: Option<String> = with_pinned_search_path(|| {
-        Spi::get_one_with_args(
+        select_one(
             "SELECT (SELECT c.relkind::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = $1)",
             &[relation.into()],
         )
@@ -193,7 +194,7 @@ impl RowFilter {
 
 pub(crate) fn relation_name(relation: pg_sys::Oid) -> String {
     with_pinned_search_path(|| {
-        Spi::get_one_with_args(
+        select_one(
             "SELECT $1::pg_catalog.regclass::pg_catalog.text",
             &[relation.into()],
         )
@@ -287,7 +288,7 @@ impl Reader<'_> {
                 .find(|(k, _)| stream_key(k.clone()) == key)
                 .and_then(|(k, _)| k.clone());
             let cutoff: f64 = restricted_as(self.role, || {
-                Spi::get_one_with_args(
+                select_one(
                     &format!(
                         "SELECT (SELECT t FROM (SELECT {} AS t FROM {relname} WHERE {key_expr} IS NOT DISTINCT FROM $1::pg_catalog.text) s
                                   ORDER BY t OFFSET $2 LIMIT 1)",

@@ -4,10 +4,12 @@
 //! failed training leaves nothing behind).
 
 use super::access::{
-    as_catalog_owner, caller, caller_role_name, check_model_name, model_access,
-    try_lock_model_name, with_pinned_search_path,
+    as_catalog_owner, caller, caller_role_name, check_model_name, default_model_name, model_access,
+    try_lock_model_name,
 };
 use super::error::{fail, ok, required};
+use super::generate::qualified_name;
+use super::progress::{Phase, TrainingProgress};
 use super::relation::{check_readable, refuse_constrained_domains, table_columns, Reader};
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::prelude::*;
@@ -66,25 +68,17 @@ mod stan {
         let overrides = parse_columns(&columns.map(|j| j.0).unwrap_or_default());
         check_readable(relation);
         refuse_constrained_domains(relation);
-        let relname: String = with_pinned_search_path(|| {
-            Spi::get_one_with_args(
-                "SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = $1",
-                &[relation.into()],
-            )
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-        });
+        let source = qualified_name(relation).unwrap_or_default();
         let info = table_columns(relation);
         if info.is_empty() {
             fail(
                 Code::ERRCODE_UNDEFINED_TABLE,
-                format!("stan: relation \"{relname}\" has no columns"),
+                format!("stan: relation \"{source}\" has no columns"),
             );
         }
         // By default a model is named after its trainer and table: `role.table` names belong
         // to that role (access::check_model_name), so no one else can take them first.
-        let name = model.unwrap_or_else(|| format!("{}.{relname}", caller_role_name()));
+        let name = model.unwrap_or_else(|| default_model_name(relation).unwrap_or_default());
         check_model_name(&name);
         if !try_lock_model_name(&name) {
             fail(
@@ -105,7 +99,23 @@ mod stan {
                     ),
                 );
             }
+            if access.owner.is_none() {
+                fail(
+                    Code::ERRCODE_UNDEFINED_OBJECT,
+                    format!(
+                        "stan: the owner of model \"{name}\", {}, no longer exists; stan_reassign('{name}', role) first, or choose another name",
+                        access.owner_name
+                    ),
+                );
+            }
         }
+        let progress_record = TrainingProgress::start(
+            &name,
+            existing
+                .as_ref()
+                .and_then(|a| a.owner)
+                .unwrap_or_else(caller),
+        );
         let plans = modelling_order(ok(plan_columns(&info, order_by.as_deref(), &overrides)));
         let stream_expr = stream_by.as_deref().map(|s| stream_expression(s, &info));
         // The caller's own rights on the table it named, inside a restricted operation.
@@ -119,9 +129,12 @@ mod stan {
         let device = super::super::prepare_torch(&options.device);
         let started = std::time::Instant::now();
         let rows = values.first().map_or(0, |v| v.len());
+        progress_record.rows(rows);
+        progress_record.phase(Phase::Fitting);
         let mut progress = |p: Progress| -> stan_core::Result<()> {
             check_for_interrupts!();
             if let Progress::Epoch(e) = p {
+                progress_record.epoch(&e);
                 notice!(
                     "stan_train \"{name}\": epoch {}/{}: loss {:.4} (validation {:.4}), {:.0} rows/s, {:.0} s elapsed, about {:.0} s left",
                     e.epoch, e.epochs, e.train_loss, e.validation_loss, e.windows_per_s, e.elapsed_s, e.remaining_s
@@ -143,33 +156,42 @@ mod stan {
             &mut progress,
         ));
         let metrics = serde_json::json!({ "training": trained.summary });
-        let owner = existing.map_or_else(caller, |access| access.owner);
-        let inserted = as_catalog_owner(|| Spi::get_one_with_args::<i32>(
-            "INSERT INTO stan.model_store
-                (name, version, source_relid, source, source_type, codecs, config, options, metrics,
+        progress_record.phase(Phase::Storing);
+        let owner = existing.map_or_else(caller_role_name, |access| access.owner_name);
+        let (codecs, config) = ok(stan_core::store::encode(&trained.codec, &trained.config));
+        let inserted = as_catalog_owner(|| {
+            Spi::get_one_with_args::<i32>(
+                "INSERT INTO stan.model_store
+                (name, version, format, source, codecs, config, options, metrics,
                  device, rows, streams, training_seconds, weights, owner, stream_by)
-             SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM stan.model_store m WHERE m.name = $1), 0) + 1,
-                    $2, $2::pg_catalog.regclass::pg_catalog.text,
-                    (SELECT c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $2),
-                    $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::pg_catalog.regrole, $13
+             SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM stan.model_store m
+                                   WHERE m.name OPERATOR(pg_catalog.=) $1), 0) + 1,
+                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
              RETURNING version",
-            &[
-                name.clone().into(),
-                relation.into(),
-                JsonB(serde_json::to_value(&trained.codec).expect("serialisable")).into(),
-                JsonB(serde_json::to_value(&trained.config).expect("serialisable")).into(),
-                JsonB(serde_json::to_value(&trained.options).expect("serialisable")).into(),
-                JsonB(metrics).into(),
-                stan_core::model::device::name(device).to_string().into(),
-                (trained.rows as i64).into(),
-                (trained.streams as i32).into(),
-                started.elapsed().as_secs_f64().into(),
-                trained.weights.into(),
-                owner.into(),
-                stream_expr.clone().into(),
-            ],
-        ))
-        .unwrap_or_else(|e| fail(Code::ERRCODE_INTERNAL_ERROR, format!("stan: storing model \"{name}\": {e}")));
+                &[
+                    name.clone().into(),
+                    stan_core::store::MODEL_FORMAT.into(),
+                    source.clone().into(),
+                    JsonB(codecs).into(),
+                    JsonB(config).into(),
+                    JsonB(serde_json::to_value(&trained.options).expect("serialisable")).into(),
+                    JsonB(metrics).into(),
+                    stan_core::model::device::name(device).to_string().into(),
+                    (trained.rows as i64).into(),
+                    (trained.streams as i32).into(),
+                    started.elapsed().as_secs_f64().into(),
+                    trained.weights.into(),
+                    owner.into(),
+                    stream_expr.clone().into(),
+                ],
+            )
+        })
+        .unwrap_or_else(|e| {
+            fail(
+                Code::ERRCODE_INTERNAL_ERROR,
+                format!("stan: storing model \"{name}\": {e}"),
+            )
+        });
         notice!(
             "stan_train \"{name}\": stored version {} ({} epochs, best validation loss {:.4}, {:.1} s){}",
             inserted.unwrap_or_default(),

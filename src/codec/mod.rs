@@ -90,25 +90,18 @@ pub enum Codec {
         scale: Scale,
         start: f64,
         resolution: f64,
-        #[serde(default = "unbounded")]
         max: f64,
         /// The time-of-day input (`time::Clock::fit`).
-        #[serde(default)]
         clock: time::Clock,
     },
     /// Octet values never seen at each of the four positions (never generated). With `own`,
     /// a flag before the octets says whether the address is the stream's own one (see
     /// `own_addresses`): a generated stream draws its own address once and keeps it.
-    Ipv4 {
-        unseen: Vec<Vec<u8>>,
-        #[serde(default)]
-        own: bool,
-    },
+    Ipv4 { unseen: Vec<Vec<u8>>, own: bool },
     /// Port classes never seen (never generated), and the frequent ports above 1023 that have
     /// classes of their own, ascending (option `exact_high_ports`; empty otherwise).
     Port {
         unseen: Vec<u16>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         frequent: Vec<u16>,
     },
     /// Softmax over `values`; `other` adds a class for values seen too rarely to be emitted.
@@ -120,7 +113,6 @@ pub enum Codec {
         min: i64,
         max: i64,
         scale: Scale,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         per: Option<usize>,
     },
     /// Floats, kept within [min, max], scaled as they are or, when heavy-tailed, as
@@ -128,13 +120,12 @@ pub enum Codec {
     /// places (durations in milliseconds: 3), which makes the step (0.001 s) and the precision
     /// of generated values. Counting in steps, like a count column, keeps a mass of values at
     /// `min` (zero-length flows) apart from the smallest values above it, so that it comes back
-    /// as exactly `min`. Models stored before it have none: a step of 1, no rounding.
+    /// as exactly `min`. None: a step of 1, no rounding (models stored by stan 0.1.0 before it).
     Continuous {
         log: bool,
         min: f64,
         max: f64,
         scale: Scale,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         decimals: Option<i32>,
     },
     /// Not modelled; generated as NULL.
@@ -199,27 +190,22 @@ impl ColumnCodec {
 pub struct TableCodec {
     pub columns: Vec<ColumnCodec>,
     /// Bounds on the ratio of each pair of count columns seen in training (bytes per packet).
-    #[serde(default)]
     pub ratios: Vec<RatioBound>,
     /// Category values never seen (often enough) with an earlier column's value.
-    #[serde(default)]
     pub pairs: Vec<PairMask>,
     /// Each training stream's own address (see `own_addresses`), in stream order, when the
     /// streams have one and there are at most `MAX_KEPT_ADDRESSES`: generated stream s keeps
     /// training stream (s mod n)'s, the stream whose identity it follows. Empty otherwise
     /// (then a generated stream keeps the first own address it draws).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_addresses: Vec<u32>,
     /// Each training stream's longest gap in seconds (its first row's time since the table's
     /// start counts as one), in stream order, when asked for (`FitOptions::stream_max_gap`)
     /// and there are at most `MAX_KEPT_ADDRESSES` streams: generated stream s waits no longer
     /// than training stream (s mod n) ever did (`max_gap_z`). Empty: only the table's longest
     /// gap bounds a wait.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_max_gaps: Vec<f64>,
     /// The training z-scores of each count and continuous column (see `ValueRange`). Empty in
     /// models stored before it existed: their values are only clamped when decoded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub value_ranges: Vec<ValueRange>,
 }
 
@@ -289,7 +275,6 @@ pub struct PairMask {
     pub allowed: Vec<(u32, u64)>,
     /// The same for a column of more than 64 classes, 64 classes a word. Empty in models
     /// stored before it existed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_wide: Vec<(u32, Vec<u64>)>,
 }
 
@@ -357,7 +342,6 @@ pub struct RatioBound {
     pub denominator: usize,
     pub min: f64,
     pub max: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given: Option<(usize, String)>,
 }
 
@@ -1281,10 +1265,6 @@ fn fit_ratios(columns: &[ColumnCodec], values: &[ColumnValues]) -> Vec<RatioBoun
         }
     }
     out
-}
-
-fn unbounded() -> f64 {
-    f64::INFINITY
 }
 
 fn format_continuous(x: f64, col: &ColumnCodec) -> String {

@@ -655,16 +655,45 @@ fn a_short_span_gets_the_two_day_clock_when_asked() {
     );
 }
 
-/// Models stored before the clock was fitted have no `clock` in their order codec: they keep the
-/// daily clock they were trained with.
+/// stan 0.1.0's models (format 1) may lack fields added since: an order codec without a clock
+/// reads as the daily clock it was trained with, absent lists as empty, and the current format
+/// refuses the same JSON rather than guessing.
 #[test]
-fn a_stored_order_codec_without_a_clock_reads_as_daily() {
+fn a_format_1_model_without_later_fields_reads_as_it_was_trained() {
     let (plans, values) = table();
     let (codec, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
-    let mut stored = serde_json::to_value(&codec.columns[0].codec).unwrap();
-    stored.as_object_mut().unwrap().remove("clock").unwrap();
-    let read: Codec = serde_json::from_value(stored).unwrap();
-    assert!(matches!(read, Codec::Gap { clock, .. } if clock == time::Clock::DAILY));
+    let config = crate::model::spec::fixtures::small_config(codec.attributes(), 3);
+    let (mut codecs_json, mut config_json) = crate::store::encode(&codec, &config).unwrap();
+    codecs_json["columns"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("clock")
+        .unwrap();
+    codecs_json
+        .as_object_mut()
+        .unwrap()
+        .remove("value_ranges")
+        .unwrap();
+    config_json
+        .as_object_mut()
+        .unwrap()
+        .remove("stream_rate")
+        .unwrap();
+    assert!(crate::store::decode(
+        crate::store::MODEL_FORMAT,
+        codecs_json.clone(),
+        config_json.clone()
+    )
+    .is_err());
+    let (read, read_config) =
+        crate::store::decode(1, codecs_json.clone(), config_json.clone()).unwrap();
+    assert!(
+        matches!(read.columns[0].codec, Codec::Gap { clock, .. } if clock == time::Clock::DAILY)
+    );
+    assert!(read.value_ranges.is_empty());
+    assert!(!read_config.stream_rate);
+    let unknown = crate::store::decode(crate::store::MODEL_FORMAT + 1, codecs_json, config_json);
+    assert!(unknown.unwrap_err().to_string().contains("retrain"));
 }
 
 /// Each stream's longest gap (its first row's time since the table's start counts as one) is

@@ -16,13 +16,6 @@ pub struct Clock {
     pub origin: f64,
 }
 
-impl Default for Clock {
-    /// Models stored before the clock was fitted used the daily one.
-    fn default() -> Clock {
-        Clock::DAILY
-    }
-}
-
 impl Clock {
     /// One cycle a day, so 23:59 and 00:00 are neighbours.
     pub const DAILY: Clock = Clock {

@@ -23,7 +23,6 @@ pub struct AttributeSpec {
     /// Head 0 (2 classes) says whether the value is the stream's own; a generated stream keeps
     /// one own value (a host keeps its address): the one it is given (its training stream's,
     /// from the codec) or else the first it draws. All such attributes share that one value.
-    #[serde(default)]
     pub own_value: bool,
 }
 
@@ -56,20 +55,16 @@ pub struct ModelConfig {
     pub mixtures: usize,
     pub mask: Mask,
     /// One window CNN per attribute (the paper) instead of one shared by all.
-    #[serde(default)]
     pub cnn_per_attribute: bool,
     /// Streams seen in training, each with a learned identity of `stream_dim` floats that every
     /// head sees, so a generated stream follows one stream's habits (a tunnel endpoint keeps
     /// sending GRE) instead of drifting between them. 0 (models stored before identities, or one
     /// stream): none.
-    #[serde(default)]
     pub streams: usize,
-    #[serde(default)]
     pub stream_dim: usize,
     /// The identity ends with one fixed, untrained feature: the stream's training rows, as a
     /// z-score of log(rows) over the streams (`train::stream_rates`). Learned identities drift
     /// towards the average stream; this one says outright how busy the stream is.
-    #[serde(default)]
     pub stream_rate: bool,
 }
 

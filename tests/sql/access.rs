@@ -67,7 +67,7 @@ fn synthetic_only_access_with_real_roles() {
         .unwrap();
         let (rows, owner, has_codecs): (i64, String, bool) = {
             let r = c
-                .query_one("SELECT rows, owner::text, codecs IS NOT NULL FROM stan.models WHERE name = 'f'", &[])
+                .query_one("SELECT rows, owner::text, codecs IS NOT NULL FROM stan.model_details WHERE name = 'f'", &[])
                 .unwrap();
             (r.get(0), r.get(1), r.get(2))
         };
@@ -119,7 +119,7 @@ fn synthetic_only_access_with_real_roles() {
             ) > 0
         );
         let r = c
-            .query_one("SELECT count(*), bool_and(codecs IS NULL), bool_and(granted_to IS NULL), min(owner::text) FROM stan.models", &[])
+            .query_one("SELECT count(*), bool_and(codecs IS NULL), bool_and(granted_to IS NULL), min(owner::text) FROM stan.model_details", &[])
             .unwrap();
         assert_eq!(
             (
@@ -356,7 +356,7 @@ fn max_rows_reads_a_sample_of_whole_streams() {
          CREATE TABLE fake AS SELECT * FROM stan_generate(NULL::flows, '6 hours', model => 'ports', seed => 1);",
     )
     .unwrap();
-    let frequent = one_i64(&mut c, "SELECT count(*) FROM stan.models, jsonb_array_elements(codecs->'columns') col WHERE name = 'ports' AND col->>'name' = 'dp' AND col->'frequent' @> '[2048]'");
+    let frequent = one_i64(&mut c, "SELECT count(*) FROM stan.model_details, jsonb_array_elements(codecs->'columns') col WHERE name = 'ports' AND col->>'name' = 'dp' AND col->'frequent' @> '[2048]'");
     assert_eq!(frequent, 1, "dp 2048 is a frequent port");
     let off_by_bin = one_i64(
         &mut c,
@@ -384,14 +384,14 @@ fn max_rows_reads_a_sample_of_whole_streams() {
         "SELECT stan_train('flows', model => 'probe', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 1}}');
          CREATE TABLE gappy AS SELECT * FROM flows;
          DELETE FROM gappy
-          WHERE ({SIM_HOST}) <> '0.0.0.0'::inet + (SELECT (codecs->'stream_addresses'->>0)::int8 FROM stan.models WHERE name = 'probe')
+          WHERE ({SIM_HOST}) <> '0.0.0.0'::inet + (SELECT (codecs->'stream_addresses'->>0)::int8 FROM stan.model_details WHERE name = 'probe')
             AND te >= (SELECT min(te) FROM flows) + interval '1 hour'
             AND te < (SELECT min(te) FROM flows) + interval '3 hours';
          SELECT stan_train('gappy', model => 'gappy', stream_by => $${SIM_HOST}$$, options => '{{\"epochs\": 1}}');"
     ))
     .unwrap();
     let longest = |c: &mut postgres::Client, which: &str| {
-        one_f64(c, &format!("SELECT {which} FROM stan.models, jsonb_array_elements_text(codecs->'stream_max_gaps') WITH ORDINALITY g(gap, i) WHERE name = 'gappy'"))
+        one_f64(c, &format!("SELECT {which} FROM stan.model_details, jsonb_array_elements_text(codecs->'stream_max_gaps') WITH ORDINALITY g(gap, i) WHERE name = 'gappy'"))
     };
     let first = longest(&mut c, "max(gap::float8) FILTER (WHERE i = 1)");
     assert!(
@@ -415,7 +415,7 @@ fn max_rows_reads_a_sample_of_whole_streams() {
     )
     .unwrap();
     let period = |c: &mut postgres::Client, model: &str| {
-        one_f64(c, &format!("SELECT (codecs->'columns'->0->'clock'->>'period')::float8 FROM stan.models WHERE name = '{model}'"))
+        one_f64(c, &format!("SELECT (codecs->'columns'->0->'clock'->>'period')::float8 FROM stan.model_details WHERE name = '{model}'"))
     };
     assert_eq!(period(&mut c, "clocked"), 172_800.0);
     assert_eq!(period(&mut c, "ports"), 86_400.0);

@@ -6,4 +6,5 @@ mod evaluate;
 mod foundation;
 mod hardening;
 mod model;
+mod operations;
 mod safety;

@@ -131,7 +131,7 @@ fn generated_values_stay_in_each_codecs_domain() {
     );
     assert!(agree > 0.9, "is_tcp agrees with proto in {agree} of rows");
     let codecs: String = c
-        .query_one("SELECT codecs::text FROM stan.models", &[])
+        .query_one("SELECT codecs::text FROM stan.model_details", &[])
         .unwrap()
         .get(0);
     for codec in [
