@@ -7,14 +7,16 @@ bash "$ROOT/scripts/setup.sh"
 # Again: the set-up may just have created the venv that LIBTORCH points into.
 source "$ROOT/scripts/env.sh"
 DB=${STAN_DEMO_DB:-stan_demo}
-# The demo's own database, made afresh each run: the extension has no upgrade scripts yet (it stays
-# version 0.1.0), so a database created by an older build would keep that build's catalog.
-stan_psql -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-stan_psql -d postgres -qc "CREATE DATABASE $DB"
+# The demo's own database, kept between runs: a database made by an earlier release is updated
+# (ALTER EXTENSION stan UPDATE), its models with it, and each run adds a model version.
+if [ "$(stan_psql -d postgres -tAc "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 0 ]; then
+  stan_psql -d postgres -qc "CREATE DATABASE $DB"
+fi
 echo "== training on simulated flows (database $DB)"
 stan_psql -d "$DB" -q <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS stan;
+ALTER EXTENSION stan UPDATE;
 DROP TABLE IF EXISTS flows, fake;
 -- One day of 24 simulated hosts; each internal host is one stream.
 CREATE TABLE flows AS SELECT * FROM stan_demo_flows(hosts => 24, span => '1 day');

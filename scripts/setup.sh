@@ -81,8 +81,14 @@ fi
 
 # 6. Build and install the extension (incremental; quick when nothing changed).
 say "building and installing the extension"
-cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | grep -E "^(error|warning: unused)|Installing|Finished" || true
-test -f "$("$PG_CONFIG" --pkglibdir)/stan.so" || { echo "extension build failed" >&2; cargo pgrx install --release --pg-config "$PG_CONFIG"; exit 1; }
+# A failed build must stop here: the library installed by an earlier build would still load.
+mkdir -p "$ROOT/target"
+if ! cargo pgrx install --release --pg-config "$PG_CONFIG" > "$ROOT/target/pgrx-install.log" 2>&1; then
+  grep -E "^(error|warning)" -A12 "$ROOT/target/pgrx-install.log" | head -60 >&2
+  echo "building or installing the extension failed (target/pgrx-install.log has the whole output)" >&2
+  exit 1
+fi
+grep -E "Installing|Finished" "$ROOT/target/pgrx-install.log" | tail -2 || true
 
 # 7. libtorch beside the extension: stan.so's RUNPATH is $ORIGIN/stan/torch/lib (build.rs), and
 #    libtorch's own RPATH ($ORIGIN/../../nvidia/...) finds the CUDA runtime in the same layout

@@ -96,8 +96,9 @@ SELECT m.name, m.version, m.format, m.source,
        m.trained_at, r.rolname AS owner, m.owner AS trained_by,
        pg_catalog.octet_length(m.weights) AS weight_bytes,
        CASE WHEN a.is_owner THEN
-           ARRAY(SELECT g.grantee FROM stan.model_grants g
-                  WHERE g.name = m.name AND g.grantee_oid IS NOT NULL ORDER BY g.granted_at)
+           ARRAY(SELECT gr.rolname FROM stan.model_grants g
+                   JOIN pg_catalog.pg_roles gr ON gr.oid = g.grantee_oid
+                  WHERE g.name = m.name ORDER BY g.granted_at)
        END AS granted_to
   FROM stan.model_store m
        LEFT JOIN pg_catalog.pg_roles r ON r.oid = m.owner_oid,

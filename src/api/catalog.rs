@@ -105,15 +105,17 @@ mod stan {
     #[pg_extern(name = "revoke_model")]
     fn revoke_model(model: &str, grantee: pg_sys::Oid) -> bool {
         require_owner(model, "revoke it");
-        let grantee = require_role(grantee);
+        let name = require_role(grantee);
         as_catalog_owner(|| {
             forget_dropped_grantees(model);
+            // By OID too: a grant made before the role was renamed holds its old name.
             Spi::get_one_with_args::<bool>(
                 "WITH d AS (DELETE FROM stan.model_grants
                              WHERE name OPERATOR(pg_catalog.=) $1
-                               AND grantee OPERATOR(pg_catalog.=) $2 RETURNING 1)
+                               AND (grantee_oid OPERATOR(pg_catalog.=) $3
+                                    OR grantee OPERATOR(pg_catalog.=) $2) RETURNING 1)
                  SELECT EXISTS (SELECT 1 FROM d)",
-                &[model.to_string().into(), grantee.into()],
+                &[model.to_string().into(), name.into(), grantee.into()],
             )
             .unwrap_or_else(|e| catalog_error(e))
             .unwrap_or(false)

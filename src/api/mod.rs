@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod evaluate;
 mod generate;
+mod pg_version;
 mod progress;
 mod relation;
 mod spi;

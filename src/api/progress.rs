@@ -233,20 +233,6 @@ fn count(value: i64) -> Option<i64> {
     Some(value).filter(|v| *v >= 0)
 }
 
-/// The `index`th (1-based) entry of this transaction's snapshot of the backend statuses, or null
-/// past the end. PostgreSQL 16 renamed the function; nothing else here differs by version.
-#[cfg(feature = "pg15")]
-fn snapshot_entry(index: std::ffi::c_int) -> *mut pg_sys::LocalPgBackendStatus {
-    // SAFETY: takes the snapshot if this transaction has none yet; returns null out of range.
-    unsafe { pg_sys::pgstat_fetch_stat_local_beentry(index) }
-}
-
-#[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-fn snapshot_entry(index: std::ffi::c_int) -> *mut pg_sys::LocalPgBackendStatus {
-    // SAFETY: takes the snapshot if this transaction has none yet; returns null out of range.
-    unsafe { pg_sys::pgstat_get_local_beentry_by_index(index) }
-}
-
 /// pg_stat_activity's rule: the caller may see a backend's details when it has the privileges
 /// of that backend's role or of pg_read_all_stats (superusers have every role's).
 fn may_see(backend_role: pg_sys::Oid) -> bool {
@@ -313,7 +299,7 @@ mod stan {
         // SAFETY: takes the snapshot if this transaction has none yet.
         let backends = unsafe { pg_sys::pgstat_fetch_stat_numbackends() };
         for index in 1..=backends {
-            let local = snapshot_entry(index);
+            let local = super::super::pg_version::backend_status_snapshot_entry(index);
             if local.is_null() {
                 continue;
             }

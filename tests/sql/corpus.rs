@@ -6,7 +6,7 @@ use stan_sql_tests::*;
 /// (what, setup, statement, SQLSTATE, culprit named in the message)
 const CASES: &[(&str, &str, &str, &str, &str)] = &[
     ("empty table", "CREATE TABLE t (LIKE flows)", "SELECT stan_train('t')", "22000", "0 row"),
-    ("a table with no columns", "CREATE TABLE t ()", "SELECT stan_train('t')", "42P01", "\"t\""),
+    ("a table with no columns", "CREATE TABLE t ()", "SELECT stan_train('t')", "42P01", "\"public.t\""),
     ("one row", "CREATE TABLE t AS SELECT * FROM flows LIMIT 1", "SELECT stan_train('t')", "22000", "1 row"),
     ("a column that is all NULL", "CREATE TABLE t AS SELECT *, NULL::text AS note FROM flows", "SELECT stan_train('t')", "22000", "\"note\""),
     ("jsonb column", "CREATE TABLE t AS SELECT *, '{}'::jsonb AS doc FROM flows", "SELECT stan_train('t')", "0A000", "\"doc\""),

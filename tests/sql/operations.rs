@@ -269,6 +269,22 @@ fn a_dropped_role_owns_nothing_and_its_name_passes_nothing_on() {
     // Reassigning needs membership in the new owner, as ALTER ... OWNER TO does.
     let (code, _) = sql_error(&mut o, &format!("SELECT stan_reassign('m', '{analyst}')"));
     assert_eq!(code, "42501");
+    // A renamed role keeps its grant (rights follow the OID), and a revoke by the new name ends it.
+    let renamed = format!("{analyst}_renamed");
+    c.batch_execute(&format!("ALTER ROLE {analyst} RENAME TO {renamed}"))
+        .unwrap();
+    let call =
+        "SELECT count(*) FROM stan_generate(NULL::flows, '10 minutes', model => 'm', seed => 1)";
+    assert!(one_i64(&mut connect_as(db, &renamed), call) > 0);
+    let revoked: bool = o
+        .query_one(&format!("SELECT stan_revoke('m', '{renamed}')"), &[])
+        .unwrap()
+        .get(0);
+    assert!(revoked, "the revoke by the new name found no grant");
+    let (code, _) = sql_error(&mut connect_as(db, &renamed), call);
+    assert_eq!(code, "42501", "a revoked, renamed role still generated");
+    c.batch_execute(&format!("ALTER ROLE {renamed} RENAME TO {analyst}"))
+        .unwrap();
 }
 
 #[test]
