@@ -152,7 +152,17 @@ if ! diff -u "$WORK/fresh.txt" "$WORK/upgraded.txt" > "$WORK/catalog.diff"; then
 fi
 test "$(wc -l < "$WORK/fresh.txt")" -gt 20 || fail "the catalog description is too short to mean anything"
 
-# 2. Dump and restore.
+# 2. Dump and restore. One more model first, whose owner role is dropped before the dump: it
+#    must stay an orphan wherever it is restored, also where a role of that name exists.
+GONE=stan_ops_gone
+q postgres "SELECT 1 FROM pg_roles WHERE rolname = '$GONE'" | grep -q 1 || q postgres "CREATE ROLE $GONE LOGIN"
+q $DB "GRANT CREATE ON SCHEMA public TO $GONE"
+q_as $DB $GONE "CREATE TABLE gone_flows AS SELECT * FROM stan_demo_flows(2, '2 hours');
+                SELECT stan_train('gone_flows', model => 'gone', options => '{\"epochs\": 1}');" >/dev/null
+q $DB "DROP OWNED BY $GONE"
+q postgres "DROP ROLE $GONE"
+q_as $DB $OWNER "SELECT stan_revoke('ops', '$ANALYST'); SELECT stan_grant('ops', '$ANALYST');" >/dev/null
+expect "the dropped role's model" "$(q $DB "SELECT COALESCE(owner, 'none') FROM stan.model_details WHERE name = 'gone'")" "none"
 say "pg_dump, and pg_restore into another database"
 as_postgres "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$STAN_PGPORT" -U postgres -Fc -d $DB -f "$WORK/stan.dump"
 q postgres "CREATE DATABASE stan_ops_restored"
@@ -172,11 +182,14 @@ expect "generation by name in a cluster without the roles" "$(q_at $OTHER_PORT w
 expect "generation by row type in a cluster without the roles" "$(q_at $OTHER_PORT without_roles "" "$SAMPLE_BY_TYPE")" "$before"
 expect "the owner in a cluster without the roles" \
   "$(q_at $OTHER_PORT without_roles "" "SELECT COALESCE(owner, 'none') || ' ' || trained_by FROM stan.model_details WHERE name = 'ops'")" "none $OWNER"
-q_at $OTHER_PORT postgres "" "CREATE ROLE $OWNER LOGIN; CREATE ROLE $ANALYST LOGIN;"
+q_at $OTHER_PORT postgres "" "CREATE ROLE $OWNER LOGIN; CREATE ROLE $ANALYST LOGIN; CREATE ROLE $GONE LOGIN;"
 q_at $OTHER_PORT postgres "" "CREATE DATABASE with_roles"
 as_postgres "$PG_BIN/pg_restore" -h 127.0.0.1 -p $OTHER_PORT -U postgres -d with_roles "$WORK/stan.dump"
 expect "generation by the grantee in another cluster with the roles" "$(q_at $OTHER_PORT with_roles $ANALYST "$SAMPLE")" "$before"
 expect "the owner in another cluster with the roles" "$(q_at $OTHER_PORT with_roles $OWNER "SELECT owner FROM stan.models WHERE name = 'ops'")" "$OWNER"
+expect "a dropped owner's model after a restore beside a new role of its name" \
+  "$(q_at $OTHER_PORT with_roles "" "SELECT COALESCE(owner, 'none') FROM stan.model_details WHERE name = 'gone'")" "none"
+expect "the models a new role under a dropped owner's name sees" "$(q_at $OTHER_PORT with_roles $GONE "SELECT count(*) FROM stan.models")" "0"
 
 # 3. A hot standby, of that second cluster (small, so the copy is quick).
 say "a streaming replica (pg_basebackup -R); the grantee generates on it"

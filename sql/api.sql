@@ -41,12 +41,20 @@ $$;
 COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer, interval, integer) IS
     'Synthetic rows of the given row type covering span of generated time (from the latest version, or the one given)';
 
-CREATE FUNCTION stan_drop(model text, version integer DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION stan_drop(model text) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stan.drop_model(model, version) $$;
+AS $$ SELECT stan.drop_model(model, NULL, true) $$;
+COMMENT ON FUNCTION stan_drop(text) IS
+    'Remove every version of a model and its grants (owner only); returns how many versions';
+
+-- A separate function, not a default: a version that comes out NULL is an error, never "all".
+CREATE FUNCTION stan_drop(model text, version integer) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stan.drop_model(model, version, false) $$;
 COMMENT ON FUNCTION stan_drop(text, integer) IS
-    'Remove one version of a model, or every version and its grants (owner only); returns how many versions';
+    'Remove one version of a model (owner only); returns 1';
 
 CREATE FUNCTION stan_grant(model text, role regrole) RETURNS boolean
 LANGUAGE sql VOLATILE

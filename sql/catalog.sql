@@ -4,9 +4,10 @@
 -- (src/api/access.rs).
 --
 -- Roles and relations are stored by name, which pg_dump and pg_restore keep (OIDs change on
--- restore). Each role name is resolved to its OID when a row is written, restores included
--- (stan.resolve_owner, stan.resolve_grantee), and rights are checked against that OID: a role
--- dropped since owns nothing, and a role created later under the same name inherits nothing.
+-- restore). Rights are checked against each role's OID, which a restore re-resolves from the
+-- name (stan.resolve_owner, stan.resolve_grantee): a role dropped since owns nothing, and a role
+-- created later under the same name inherits nothing. Names are brought up to date with the
+-- OIDs before each catalog write (src/api/catalog.rs, refresh_role_names).
 -- Keep sql/stan--0.1.0--0.2.0.sql in step: an upgraded catalog must equal a fresh one.
 CREATE SCHEMA IF NOT EXISTS stan;
 
@@ -46,19 +47,29 @@ COMMENT ON TABLE stan.model_grants IS 'stan_grant: roles that may generate from 
 CREATE FUNCTION stan.resolve_owner() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN
-    NEW.owner_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.owner);
+    -- A restore's rows carry another cluster's OIDs: the name decides. NULL (no such role)
+    -- stays NULL, through a dump and restore too, so a role created later under a dropped
+    -- role's name gets nothing. stan's own writes give the OID they mean; updates keep theirs.
+    IF NEW.owner_oid IS NOT NULL THEN
+        NEW.owner_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.owner);
+    END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER resolve_owner BEFORE INSERT OR UPDATE OF owner ON stan.model_store
+CREATE TRIGGER resolve_owner BEFORE INSERT ON stan.model_store
     FOR EACH ROW EXECUTE FUNCTION stan.resolve_owner();
 
 CREATE FUNCTION stan.resolve_grantee() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN
-    NEW.grantee_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.grantee);
+    -- A restore's rows carry another cluster's OIDs: the name decides. NULL (no such role)
+    -- stays NULL, through a dump and restore too, so a role created later under a dropped
+    -- role's name gets nothing. stan's own writes give the OID they mean; updates keep theirs.
+    IF NEW.grantee_oid IS NOT NULL THEN
+        NEW.grantee_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.grantee);
+    END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER resolve_grantee BEFORE INSERT OR UPDATE OF grantee ON stan.model_grants
+CREATE TRIGGER resolve_grantee BEFORE INSERT ON stan.model_grants
     FOR EACH ROW EXECUTE FUNCTION stan.resolve_grantee();
 
 -- What the caller may see: its own models in full; models it was granted without the fitted

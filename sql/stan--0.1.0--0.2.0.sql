@@ -49,38 +49,52 @@ COMMENT ON TABLE stan.model_grants IS 'stan_grant: roles that may generate from 
 CREATE FUNCTION stan.resolve_owner() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN
-    NEW.owner_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.owner);
+    -- A restore's rows carry another cluster's OIDs: the name decides. NULL (no such role)
+    -- stays NULL, through a dump and restore too, so a role created later under a dropped
+    -- role's name gets nothing. stan's own writes give the OID they mean; updates keep theirs.
+    IF NEW.owner_oid IS NOT NULL THEN
+        NEW.owner_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.owner);
+    END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER resolve_owner BEFORE INSERT OR UPDATE OF owner ON stan.model_store
+CREATE TRIGGER resolve_owner BEFORE INSERT ON stan.model_store
     FOR EACH ROW EXECUTE FUNCTION stan.resolve_owner();
 
 CREATE FUNCTION stan.resolve_grantee() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN
-    NEW.grantee_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.grantee);
+    -- A restore's rows carry another cluster's OIDs: the name decides. NULL (no such role)
+    -- stays NULL, through a dump and restore too, so a role created later under a dropped
+    -- role's name gets nothing. stan's own writes give the OID they mean; updates keep theirs.
+    IF NEW.grantee_oid IS NOT NULL THEN
+        NEW.grantee_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = NEW.grantee);
+    END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER resolve_grantee BEFORE INSERT OR UPDATE OF grantee ON stan.model_grants
+CREATE TRIGGER resolve_grantee BEFORE INSERT ON stan.model_grants
     FOR EACH ROW EXECUTE FUNCTION stan.resolve_grantee();
 
--- 0.1.0 kept roles as regrole (an OID). A role dropped since keeps its OID as its name and
--- owns nothing (the trigger finds no role of that name).
+-- 0.1.0 kept roles as regrole (an OID). A model whose owner was dropped since has no owner
+-- (an empty name, a NULL OID): it stays an orphan for superusers.
+-- The training relation by its current name where it still exists (0.1.0 followed its OID).
 INSERT INTO stan.model_store
     (name, version, format, source, stream_by, codecs, config, options, metrics, device, rows,
-     streams, training_seconds, trained_at, owner, weights)
-SELECT m.name, m.version, 1, m.source, m.stream_by, m.codecs, m.config, m.options, m.metrics,
+     streams, training_seconds, trained_at, owner, owner_oid, weights)
+SELECT m.name, m.version, 1,
+       COALESCE((SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+                   FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE c.oid OPERATOR(pg_catalog.=) m.source_relid), m.source),
+       m.stream_by, m.codecs, m.config, m.options, m.metrics,
        m.device, m.rows, m.streams, m.training_seconds, m.trained_at,
-       COALESCE((SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
-                  WHERE r.oid OPERATOR(pg_catalog.=) m.owner::pg_catalog.oid),
-                'dropped role ' OPERATOR(pg_catalog.||) m.owner::pg_catalog.oid::pg_catalog.text),
-       m.weights
-  FROM stan.model_store_0_1 m;
-INSERT INTO stan.model_grants (name, grantee, granted_by, granted_at)
-SELECT g.name, r.rolname::pg_catalog.text,
+       COALESCE(r.rolname::pg_catalog.text, ''), r.oid, m.weights
+  FROM stan.model_store_0_1 m
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.owner::pg_catalog.oid;
+INSERT INTO stan.model_grants (name, grantee, grantee_oid, granted_by, granted_at)
+SELECT g.name, r.rolname::pg_catalog.text, r.oid,
        COALESCE((SELECT b.rolname::pg_catalog.text FROM pg_catalog.pg_roles b
-                  WHERE b.oid OPERATOR(pg_catalog.=) g.granted_by::pg_catalog.oid),
-                'dropped role ' OPERATOR(pg_catalog.||) g.granted_by::pg_catalog.oid::pg_catalog.text),
+                  WHERE b.oid OPERATOR(pg_catalog.=) g.granted_by::pg_catalog.oid), ''),
        g.granted_at
   FROM stan.model_grants_0_1 g
   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid;
@@ -144,7 +158,8 @@ AS 'MODULE_PATHNAME', 'generate_rows_wrapper';
 
 CREATE FUNCTION stan."drop_model"(
 	"model" TEXT, /* Option < & str > */
-	"version" INT /* Option < i32 > */
+	"version" INT, /* Option < i32 > */
+	"every_version" bool /* bool */
 ) RETURNS bigint /* i64 */
 
 LANGUAGE c /* Rust */
@@ -209,12 +224,20 @@ $$;
 COMMENT ON FUNCTION stan_generate(anyelement, interval, text, bigint, timestamptz, integer, interval, integer) IS
     'Synthetic rows of the given row type covering span of generated time (from the latest version, or the one given)';
 
-CREATE FUNCTION stan_drop(model text, version integer DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION stan_drop(model text) RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT stan.drop_model(model, version) $$;
+AS $$ SELECT stan.drop_model(model, NULL, true) $$;
+COMMENT ON FUNCTION stan_drop(text) IS
+    'Remove every version of a model and its grants (owner only); returns how many versions';
+
+-- A separate function, not a default: a version that comes out NULL is an error, never "all".
+CREATE FUNCTION stan_drop(model text, version integer) RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stan.drop_model(model, version, false) $$;
 COMMENT ON FUNCTION stan_drop(text, integer) IS
-    'Remove one version of a model, or every version and its grants (owner only); returns how many versions';
+    'Remove one version of a model (owner only); returns 1';
 
 CREATE FUNCTION stan_reassign(model text, role regrole) RETURNS bigint
 LANGUAGE sql VOLATILE

@@ -87,6 +87,7 @@ mod format_1 {
                 ],
                 Some("ipv4") => vec![("own", json!(false))],
                 Some("port") => vec![("frequent", json!([]))],
+                Some("continuous") => vec![("since_order", json!(false))],
                 _ => vec![],
             };
             fill(column, &defaults);

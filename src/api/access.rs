@@ -306,31 +306,22 @@ pub fn check_model_name(name: &str) {
 /// The name a model trained on `relation` gets by default: `role.table` for a table in schema
 /// public, `role.schema.table` for others (so `s1.flows` and `s2.flows` make two models).
 pub fn default_model_name(relation: pg_sys::Oid) -> Option<String> {
-    let (schema, table): (Option<String>, Option<String>) = with_pinned_search_path(|| {
-        Spi::connect(|client| {
-            let rows = client
-                .select(
-                    "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text
-                       FROM pg_catalog.pg_class c
-                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                      WHERE c.oid = $1",
-                    Some(1),
-                    &[relation.into()],
-                )
-                .unwrap_or_else(|e| internal("reading the catalog", e));
-            if rows.is_empty() {
-                return (None, None);
-            }
-            rows.first()
-                .get_two::<String, String>()
-                .unwrap_or((None, None))
-        })
+    // Quoted where needed (`"x.y".z` and `x."y.z"` stay apart); a temporary table's schema
+    // differs by session, so it is left out like public.
+    let table: Option<String> = with_pinned_search_path(|| {
+        select_one::<String>(
+            "SELECT CASE WHEN n.nspname = 'public' OR c.relpersistence = 't'
+                         THEN pg_catalog.quote_ident(c.relname)
+                         ELSE pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                              OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) END
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1",
+            &[relation.into()],
+        )
+        .unwrap_or_else(|e| internal("reading the catalog", e))
     });
-    let table = table?;
-    Some(match schema.as_deref() {
-        Some("public") | None => format!("{}.{table}", caller_role_name()),
-        Some(schema) => format!("{}.{schema}.{table}", caller_role_name()),
-    })
+    Some(format!("{}.{}", caller_role_name(), table?))
 }
 
 /// The name of the role calling, for default model names.

@@ -76,10 +76,31 @@ fn training_relation(stored: &StoredModel, owner: Option<pg_sys::Oid>) -> Option
         "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
         &[stored.source.clone().into()],
     )?;
-    let readable: bool = one(
-        "SELECT pg_catalog.has_table_privilege($2, c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1",
-        &[relid.into(), owner.into()],
-    )?;
+    // The catalog keeps the name (what a restore keeps), and another role may have put its own
+    // relation under that name since: only one owned by a role whose rights the model's owner
+    // has is read, so no one else's code runs as the owner.
+    let (readable, trusted): (bool, bool) = with_pinned_search_path(|| {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT pg_catalog.has_table_privilege($2, c.oid, 'SELECT'),
+                            pg_catalog.pg_has_role($2, c.relowner, 'USAGE')
+                       FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                    Some(1),
+                    &[relid.into(), owner.into()],
+                )
+                .unwrap_or_else(|e| internal("reading the catalog", e));
+            if rows.is_empty() {
+                return (false, false);
+            }
+            let (readable, trusted) = rows.first().get_two::<bool, bool>().unwrap_or((None, None));
+            (readable.unwrap_or(false), trusted.unwrap_or(false))
+        })
+    });
+    if !trusted {
+        notice!("stan_evaluate: the training relation {} now belongs to a role whose rights the model's owner does not have, so it is not read; divergence baselines and exact-match figures are NULL", stored.source.as_deref().unwrap_or_default());
+        return None;
+    }
     if !readable {
         notice!("stan_evaluate: the model's owner cannot read the training table; divergence baselines and exact-match figures are NULL");
         return None;

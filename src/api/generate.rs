@@ -31,7 +31,11 @@ pub(crate) struct StoredModel {
 pub(crate) fn qualified_name(relation: pg_sys::Oid) -> Option<String> {
     with_pinned_search_path(|| {
         select_one::<String>(
-            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            "SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1",
             &[relation.into()],
         )
         .unwrap_or_else(|e| internal("reading the catalog", e))
@@ -55,10 +59,11 @@ fn type_relation(rowtype: pg_sys::Oid) -> pg_sys::Oid {
 /// use, the one named after the table for the caller (`role.table`, stan_train's default), else
 /// the caller's only own one, else the only one granted; an error listing the candidates when
 /// the choice is not clear. None when there is no candidate.
-fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
+fn default_model(rowtype: pg_sys::Oid) -> Option<(String, String)> {
     let who = caller();
     let relation = type_relation(rowtype);
     let source = qualified_name(relation)?;
+    let chosen = |name: String| Some((name, source.clone()));
     let candidates: Vec<(String, bool)> = as_catalog_owner(|| {
         Spi::connect(|client| {
             client
@@ -72,7 +77,7 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
                                            AND pg_catalog.pg_has_role($2, COALESCE(g.grantee_oid, 0), 'USAGE')))
                       GROUP BY m.name ORDER BY m.name",
                     None,
-                    &[source.into(), who.into()],
+                    &[source.clone().into(), who.into()],
                 )
                 .unwrap_or_else(|e| internal("reading the model catalog", e))
                 .map(|r| {
@@ -86,7 +91,7 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
     });
     let named_default = default_model_name(relation);
     if let Some(name) = named_default.filter(|d| candidates.iter().any(|c| &c.0 == d)) {
-        return Some(name);
+        return chosen(name);
     }
     let own: Vec<&String> = candidates.iter().filter(|c| c.1).map(|c| &c.0).collect();
     let pool: Vec<&String> = if own.is_empty() {
@@ -96,7 +101,7 @@ fn default_model(rowtype: pg_sys::Oid) -> Option<String> {
     };
     match pool.as_slice() {
         [] => None,
-        [one] => Some((*one).clone()),
+        [one] => chosen((*one).clone()),
         several => fail(
             Code::ERRCODE_AMBIGUOUS_FUNCTION,
             format!(
@@ -114,14 +119,16 @@ pub(crate) fn load_model(
     rowtype: pg_sys::Oid,
     version: Option<i32>,
 ) -> StoredModel {
-    let chosen = match model {
-        Some(name) => Some(name.to_string()),
-        None => default_model(rowtype),
+    // Chosen by row type, only versions trained on that table count: a name's versions may
+    // come from different tables.
+    let chosen: Option<(String, Option<String>)> = match model {
+        Some(name) => Some((name.to_string(), None)),
+        None => default_model(rowtype).map(|(name, source)| (name, Some(source))),
     };
-    if let Some(name) = &chosen {
+    if let Some((name, _)) = &chosen {
         require_generate(name);
     }
-    let found = chosen.as_ref().and_then(|name| {
+    let found = chosen.as_ref().and_then(|(name, source)| {
         as_catalog_owner(|| {
             Spi::connect(|client| {
                 let mut rows = client.select(
@@ -129,9 +136,10 @@ pub(crate) fn load_model(
                    FROM stan.model_store
                   WHERE name OPERATOR(pg_catalog.=) $1
                     AND ($2::pg_catalog.int4 IS NULL OR version OPERATOR(pg_catalog.=) $2)
+                    AND ($3::pg_catalog.text IS NULL OR source OPERATOR(pg_catalog.=) $3)
                   ORDER BY version DESC LIMIT 1",
                 Some(1),
-                &[name.clone().into(), version.into()],
+                &[name.clone().into(), version.into(), source.clone().into()],
             ).unwrap_or_else(|e| internal("reading the model catalog", e));
                 rows.next().map(|r| {
                     (
@@ -151,11 +159,14 @@ pub(crate) fn load_model(
     });
     let Some((name, version, format, codecs, config, weights, streams, source, stream_by)) = found
     else {
-        let what = match (model, version) {
-            (Some(name), Some(v)) if model_access(name).is_some() => {
-                format!("stan: model \"{name}\" has no version {v}")
-            }
-            (Some(name), _) => format!("stan: model \"{name}\" does not exist"),
+        let what = match (&chosen, version) {
+            (Some((name, source)), Some(v)) if model_access(name).is_some() => match source {
+                Some(table) => {
+                    format!("stan: model \"{name}\" has no version {v} trained on {table}")
+                }
+                None => format!("stan: model \"{name}\" has no version {v}"),
+            },
+            (Some((name, _)), _) => format!("stan: model \"{name}\" does not exist"),
             (None, _) => {
                 let t: String = with_pinned_search_path(|| {
                     select_one::<String>(

@@ -7,6 +7,7 @@ use super::access::{
     as_catalog_owner, caller, caller_role_name, check_model_name, default_model_name, model_access,
     try_lock_model_name,
 };
+use super::catalog::refresh_role_names;
 use super::error::{fail, ok, required};
 use super::generate::qualified_name;
 use super::progress::{Phase, TrainingProgress};
@@ -157,16 +158,20 @@ mod stan {
         ));
         let metrics = serde_json::json!({ "training": trained.summary });
         progress_record.phase(Phase::Storing);
-        let owner = existing.map_or_else(caller_role_name, |access| access.owner_name);
+        let (owner, owner_oid) = match existing {
+            Some(access) => (access.owner_name, access.owner.unwrap_or_else(caller)),
+            None => (caller_role_name(), caller()),
+        };
         let (codecs, config) = ok(stan_core::store::encode(&trained.codec, &trained.config));
         let inserted = as_catalog_owner(|| {
+            refresh_role_names();
             Spi::get_one_with_args::<i32>(
                 "INSERT INTO stan.model_store
                 (name, version, format, source, codecs, config, options, metrics,
-                 device, rows, streams, training_seconds, weights, owner, stream_by)
+                 device, rows, streams, training_seconds, weights, owner, stream_by, owner_oid)
              SELECT $1, COALESCE((SELECT pg_catalog.max(m.version) FROM stan.model_store m
                                    WHERE m.name OPERATOR(pg_catalog.=) $1), 0) + 1,
-                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
              RETURNING version",
                 &[
                     name.clone().into(),
@@ -183,6 +188,7 @@ mod stan {
                     trained.weights.into(),
                     owner.into(),
                     stream_expr.clone().into(),
+                    owner_oid.into(),
                 ],
             )
         })

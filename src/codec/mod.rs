@@ -121,12 +121,16 @@ pub enum Codec {
     /// of generated values. Counting in steps, like a count column, keeps a mass of values at
     /// `min` (zero-length flows) apart from the smallest values above it, so that it comes back
     /// as exactly `min`. None: a step of 1, no rounding (models stored by stan 0.1.0 before it).
+    /// `since_order`: a timestamp beside the order column (a flow's end) is modelled as the
+    /// seconds after the row's order time, so a generated row keeps its own span however
+    /// generated time is moved, and never ends before it starts unless training rows did.
     Continuous {
         log: bool,
         min: f64,
         max: f64,
         scale: Scale,
         decimals: Option<i32>,
+        since_order: bool,
     },
     /// Not modelled; generated as NULL.
     Skip,
@@ -527,6 +531,33 @@ impl TableCodec {
                     } else {
                         time::Clock::DAILY
                     },
+                }
+            } else if plan.kind == Kind::Continuous && plan.read_as == ReadAs::Epoch {
+                let after: Vec<Option<f64>> = (0..rows)
+                    .map(|r| vals.as_f64(r).map(|x| x - times[r]))
+                    .collect();
+                match fit_column(
+                    plan,
+                    &ColumnValues::Float(after),
+                    min_category_count,
+                    options.exact_high_ports,
+                )? {
+                    Codec::Continuous {
+                        log,
+                        min,
+                        max,
+                        scale,
+                        decimals,
+                        ..
+                    } => Codec::Continuous {
+                        log,
+                        min,
+                        max,
+                        scale,
+                        decimals,
+                        since_order: true,
+                    },
+                    other => other,
                 }
             } else {
                 fit_column(plan, vals, min_category_count, options.exact_high_ports)?
@@ -943,9 +974,11 @@ impl TableCodec {
                         min,
                         scale,
                         decimals,
+                        since_order,
                         ..
                     } => {
-                        let x = vals.as_f64(r).expect("non-null");
+                        let x = vals.as_f64(r).expect("non-null")
+                            - if *since_order { times[r] } else { 0.0 };
                         row[v] = scale.to_z(if *log {
                             number::log_steps(x, *min, *decimals)
                         } else {
@@ -998,6 +1031,16 @@ impl TableCodec {
         let mut out = Vec::with_capacity(self.columns.len());
         // Decoded counts and continuous values, for the ratio bounds of later counts.
         let mut numbers: Vec<Option<f64>> = vec![None; self.columns.len()];
+        // The order column's time as it is written out: a timestamp modelled after it counts
+        // from there, so that it never comes out before it.
+        let order_time = self
+            .columns
+            .iter()
+            .find_map(|c| match c.codec {
+                Codec::Gap { resolution, .. } => Some((epoch / resolution).round() * resolution),
+                _ => None,
+            })
+            .unwrap_or(epoch);
         let mut slot = 0;
         for (c, col) in self.columns.iter().enumerate() {
             // The same walk as `layout`, without allocating.
@@ -1009,10 +1052,7 @@ impl TableCodec {
                 continue;
             }
             let text = match &col.codec {
-                Codec::Gap { resolution, .. } => {
-                    let t = (epoch / resolution).round() * resolution;
-                    Some(time::format_epoch(t, &col.type_name))
-                }
+                Codec::Gap { .. } => Some(time::format_epoch(order_time, &col.type_name)),
                 Codec::Ipv4 { own, .. } => {
                     let first = v + usize::from(*own);
                     let o = |i: usize| slots[first + i].clamp(0.0, 255.0) as u8;
@@ -1045,6 +1085,7 @@ impl TableCodec {
                     max,
                     scale,
                     decimals,
+                    since_order,
                 } => {
                     let raw = scale.from_z(slots[v]);
                     let x = if *log {
@@ -1053,7 +1094,8 @@ impl TableCodec {
                         raw
                     }
                     .clamp(*min, *max);
-                    let x = number::round_to_places(x, *decimals);
+                    let x = number::round_to_places(x, *decimals)
+                        + if *since_order { order_time } else { 0.0 };
                     numbers[c] = Some(x);
                     Some(format_continuous(x, col))
                 }
@@ -1387,6 +1429,7 @@ fn fit_continuous(name: &str, numbers: impl Iterator<Item = f64> + Clone) -> Res
         max,
         scale,
         decimals,
+        since_order: false,
     })
 }
 

@@ -981,3 +981,64 @@ fn counts_keep_their_rate_per_unit_of_an_earlier_continuous_column() {
         "only {held_back} of 50 rows held back by the rate"
     );
 }
+
+/// A flow's end (a second timestamp) is modelled as the seconds after its start: decoded at any
+/// generated time it follows that time by a span the training rows had, so no row ends before
+/// it begins however far generated time is moved.
+#[test]
+fn a_flow_end_follows_its_start_wherever_time_is_moved() {
+    let plans = plan_columns(
+        &[
+            info("t_start", "timestamp without time zone"),
+            info("t_end", "timestamp without time zone"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let n = 400;
+    let starts: Vec<f64> = (0..n).map(|i| 1_460_332_800.0 + 7.0 * i as f64).collect();
+    let lengths: Vec<f64> = (0..n).map(|i| [0.0, 1.5, 30.0, 600.0][i % 4]).collect();
+    let values = vec![
+        ColumnValues::Float(starts.iter().map(|&t| Some(t)).collect()),
+        ColumnValues::Float(
+            starts
+                .iter()
+                .zip(&lengths)
+                .map(|(t, l)| Some(t + l))
+                .collect(),
+        ),
+    ];
+    let (codec, encoded) = TableCodec::fit(&plans, &values, &[], 1).unwrap();
+    let Codec::Continuous {
+        since_order,
+        min,
+        max,
+        ..
+    } = codec.columns[1].codec
+    else {
+        panic!("the end is continuous")
+    };
+    assert!(since_order);
+    assert_eq!((min, max), (0.0, 600.0));
+    let width = codec.slot_width();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let moved = 1_700_000_000.0;
+    for r in 0..n {
+        let row = &encoded.slots[r * width..(r + 1) * width];
+        let out = codec.decode_row(row, moved, &mut rng);
+        let end = chrono::NaiveDateTime::parse_from_str(
+            out[1].as_deref().unwrap(),
+            "%Y-%m-%d %H:%M:%S%.f",
+        )
+        .unwrap()
+        .and_utc()
+        .timestamp_micros() as f64
+            / 1e6;
+        let length = end - moved;
+        assert!(
+            (0.0..=600.0).contains(&length),
+            "row {r}: ends {length} s after it starts"
+        );
+    }
+}

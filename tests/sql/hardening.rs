@@ -704,3 +704,100 @@ fn new_versions_keep_the_models_owner() {
     );
     c.batch_execute("RESET ROLE").unwrap();
 }
+
+/// The catalog keeps the training relation's name: a relation another role puts under that name
+/// after the trainer renamed its table is never read as the owner when the owner evaluates.
+#[test]
+fn a_relation_put_under_a_models_training_name_is_not_read_as_its_owner() {
+    let db = "stan_test_h_swap";
+    let mut c = setup("h_swap");
+    let (t, sq) = (trainer("h_swap"), squatter("h_swap"));
+    c.batch_execute(&format!("GRANT SELECT ON holdout TO {sq}"))
+        .unwrap();
+    let mut owner = connect_as(db, &t);
+    owner
+        .batch_execute(
+            "CREATE TABLE swapped AS SELECT * FROM flows;
+             SELECT stan_train('swapped', model => 'sw', options => '{\"epochs\": 1}');
+             ALTER TABLE swapped RENAME TO swapped_2016;",
+        )
+        .unwrap();
+    let mut squatter_client = connect_as(db, &sq);
+    squatter_client
+        .batch_execute(
+            "CREATE VIEW public.swapped AS SELECT * FROM stan_demo_flows(4, '4 hours') WHERE public.grab('swap');
+             GRANT SELECT ON public.swapped TO PUBLIC;
+             SELECT count(*) FROM public.swapped;",
+        )
+        .unwrap();
+    assert!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'swap'"
+        ) > 0,
+        "the squatter's view never ran: the test proves nothing"
+    );
+    c.batch_execute("TRUNCATE public.loot").unwrap();
+    owner
+        .query("SELECT * FROM stan_evaluate('sw', 'holdout')", &[])
+        .unwrap();
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'swap'"
+        ),
+        0,
+        "the squatter's view was read when the owner evaluated"
+    );
+    nothing_gained(&mut c, &t);
+}
+
+/// A model given to another role keeps no stream expression of its former owner's: it never
+/// runs with the new owner's rights.
+#[test]
+fn a_reassigned_model_runs_none_of_its_former_owners_sql() {
+    let db = "stan_test_h_handover";
+    let mut c = setup("h_handover");
+    let (t, sq) = (trainer("h_handover"), squatter("h_handover"));
+    c.batch_execute(&format!("GRANT SELECT ON holdout TO {sq}"))
+        .unwrap();
+    let mut former = connect_as(db, &sq);
+    former
+        .batch_execute(
+            "CREATE TABLE sq_flows AS SELECT * FROM stan_demo_flows(4, '4 hours');
+             SELECT stan_train('sq_flows', model => 'handover',
+                               stream_by => $$CASE WHEN public.grab('stream') THEN sa END$$,
+                               options => '{\"epochs\": 1}');",
+        )
+        .unwrap();
+    assert!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'stream'"
+        ) > 0,
+        "the stream expression never ran: the test proves nothing"
+    );
+    c.batch_execute(&format!(
+        "TRUNCATE public.loot; SELECT stan_reassign('handover', '{t}'); GRANT SELECT ON sq_flows TO {t};"
+    ))
+    .unwrap();
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM stan.model_details WHERE name = 'handover' AND stream_by IS NULL"
+        ),
+        1
+    );
+    connect_as(db, &t)
+        .query("SELECT * FROM stan_evaluate('handover', 'holdout')", &[])
+        .unwrap();
+    assert_eq!(
+        one_i64(
+            &mut c,
+            "SELECT count(*) FROM public.loot WHERE how = 'stream'"
+        ),
+        0,
+        "the former owner's stream expression ran for the new owner"
+    );
+    nothing_gained(&mut c, &t);
+}

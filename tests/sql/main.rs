@@ -3,6 +3,7 @@
 mod access;
 mod corpus;
 mod evaluate;
+mod flows;
 mod foundation;
 mod hardening;
 mod model;

@@ -76,6 +76,16 @@ fn versions_are_listed_in_one_line_pinned_and_dropped_one_at_a_time() {
     assert_eq!(code, "42704");
     assert!(message.contains("no version 3"), "{message}");
 
+    // A version that comes out NULL is an error, never "every version".
+    let (code, _) = sql_error(
+        &mut c,
+        "SELECT stan_drop('v', (SELECT max(version) FROM stan.models WHERE name = 'typo'))",
+    );
+    assert_eq!(code, "22004");
+    assert_eq!(
+        one_i64(&mut c, "SELECT count(*) FROM stan.models WHERE name = 'v'"),
+        2
+    );
     assert_eq!(one_i64(&mut c, "SELECT stan_drop('v', 1)"), 1);
     assert_eq!(
         one_i64(&mut c, "SELECT count(*) FROM stan.models WHERE name = 'v'"),
@@ -171,11 +181,50 @@ fn default_names_keep_schemas_apart_and_the_default_model_is_never_a_guess() {
     );
 }
 
+/// One name trained on two tables of the same columns: chosen by row type, only the versions
+/// trained on that table count, not the name's latest.
+#[test]
+fn a_row_type_takes_the_versions_of_its_own_table() {
+    let mut c = fresh_db("ops_sources");
+    c.batch_execute("CREATE SCHEMA a; CREATE SCHEMA b;")
+        .unwrap();
+    flows(&mut c, "a.t", 1);
+    flows(&mut c, "b.t", 2);
+    c.batch_execute(
+        "SELECT stan_train('a.t', model => 'both', options => '{\"epochs\": 1}');
+         SELECT stan_train('b.t', model => 'both', options => '{\"epochs\": 1}');",
+    )
+    .unwrap();
+    let by_type = sample(&mut c, "stan_generate(NULL::a.t, '20 minutes', seed => 1)");
+    let first = sample(
+        &mut c,
+        "stan_generate(NULL::a.t, '20 minutes', model => 'both', version => 1, seed => 1)",
+    );
+    let latest = sample(
+        &mut c,
+        "stan_generate(NULL::a.t, '20 minutes', model => 'both', seed => 1)",
+    );
+    assert_eq!(
+        by_type, first,
+        "NULL::a.t did not take the version trained on a.t"
+    );
+    assert_ne!(by_type, latest);
+    let (code, message) = sql_error(
+        &mut c,
+        "SELECT count(*) FROM stan_generate(NULL::b.t, '20 minutes', version => 1)",
+    );
+    assert_eq!(code, "42704");
+    assert!(message.contains("no version 1 trained on b.t"), "{message}");
+}
+
 #[test]
 fn a_dropped_role_owns_nothing_and_its_name_passes_nothing_on() {
     let db = "stan_test_ops_roles";
     let (owner, analyst) = ("stan_ops_roles_owner", "stan_ops_roles_analyst");
     let mut c = fresh_db("ops_roles");
+    // A run stopped half-way may have left the analyst renamed.
+    c.batch_execute(&format!("DROP ROLE IF EXISTS {analyst}_renamed"))
+        .unwrap();
     for role in [owner, analyst] {
         c.batch_execute(&format!(
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;"
@@ -283,8 +332,40 @@ fn a_dropped_role_owns_nothing_and_its_name_passes_nothing_on() {
     assert!(revoked, "the revoke by the new name found no grant");
     let (code, _) = sql_error(&mut connect_as(db, &renamed), call);
     assert_eq!(code, "42501", "a revoked, renamed role still generated");
-    c.batch_execute(&format!("ALTER ROLE {renamed} RENAME TO {analyst}"))
-        .unwrap();
+    // A new role under the old name is a new grantee: its grant is made, and revoking it
+    // leaves the renamed role's grant alone.
+    assert!(o
+        .query_one(&format!("SELECT stan_grant('m', '{renamed}')"), &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    c.batch_execute(&format!(
+        "CREATE ROLE {analyst} LOGIN; GRANT SELECT ON flows TO {analyst}"
+    ))
+    .unwrap();
+    assert!(o
+        .query_one(&format!("SELECT stan_grant('m', '{analyst}')"), &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(o
+        .query_one(&format!("SELECT stan_revoke('m', '{analyst}')"), &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert!(
+        one_i64(&mut connect_as(db, &renamed), call) > 0,
+        "revoking the new role ended the renamed one's grant"
+    );
+    let granted: Vec<String> = c
+        .query_one(
+            "SELECT granted_to::text[] FROM stan.model_details WHERE name = 'm'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(granted, [renamed.clone()]);
+    c.batch_execute(&format!(
+        "REVOKE ALL ON flows FROM {analyst}; DROP ROLE {analyst}; ALTER ROLE {renamed} RENAME TO {analyst}"
+    ))
+    .unwrap();
 }
 
 #[test]
