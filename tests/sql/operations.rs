@@ -361,7 +361,7 @@ fn a_dropped_role_owns_nothing_and_its_name_passes_nothing_on() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(granted, [renamed.clone()]);
+    assert_eq!(granted, std::slice::from_ref(&renamed));
     c.batch_execute(&format!(
         "REVOKE ALL ON flows FROM {analyst}; DROP ROLE {analyst}; ALTER ROLE {renamed} RENAME TO {analyst}"
     ))
