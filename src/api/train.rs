@@ -156,6 +156,17 @@ mod stan {
             device,
             &mut progress,
         ));
+        for column in &trained.codec.columns {
+            let planned_skip = plans
+                .iter()
+                .any(|p| p.name == column.name && p.kind == stan_core::schema::Kind::Skip);
+            if column.codec == stan_core::codec::Codec::Skip && !planned_skip {
+                notice!(
+                    "stan_train \"{name}\": column \"{}\" has no value that recurs {} times (an id?), so it is not modelled and generated rows have NULL there",
+                    column.name, trained.options.min_category_count
+                );
+            }
+        }
         let metrics = serde_json::json!({ "training": trained.summary });
         progress_record.phase(Phase::Storing);
         let (owner, owner_oid) = match existing {

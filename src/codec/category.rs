@@ -3,10 +3,10 @@
 //! ever copied into synthetic rows.
 
 use super::{Codec, ColumnValues};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::collections::HashMap;
 
-pub fn fit(name: &str, vals: &ColumnValues, min_count: usize) -> Result<Codec> {
+pub fn fit(vals: &ColumnValues, min_count: usize) -> Result<Codec> {
     let mut counts: HashMap<String, usize> = HashMap::new();
     for r in 0..vals.len() {
         if let Some(v) = vals.as_text(r) {
@@ -18,11 +18,10 @@ pub fn fit(name: &str, vals: &ColumnValues, min_count: usize) -> Result<Codec> {
         .filter(|(_, &n)| n >= min_count)
         .map(|(v, &n)| (v.clone(), n))
         .collect();
+    // Every value (nearly) unique, as in an id column (Zeek's `uid`): nothing could ever be
+    // emitted, so the column is not modelled and comes back NULL (the extension says so).
     if kept.is_empty() {
-        return Err(Error::column(
-            name,
-            format!("no value occurs at least {min_count} times (option min_category_count); nothing can be emitted"),
-        ));
+        return Ok(Codec::Skip);
     }
     // Most frequent first; ties by value so fitting is deterministic.
     kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

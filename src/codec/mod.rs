@@ -1376,7 +1376,7 @@ fn fit_column(
                 .collect();
             Ok(Codec::Port { unseen, frequent })
         }
-        Kind::Category => category::fit(name, vals, min_category_count),
+        Kind::Category => category::fit(vals, min_category_count),
         Kind::Integer => {
             // A category (protocol, flags, ToS) when few values cover the rows, each seen often
             // enough to be emitted; otherwise a count.
@@ -1390,7 +1390,7 @@ fn fit_column(
                 .filter(|&&n| n >= min_category_count)
                 .sum();
             if frequency.len() <= MAX_INTEGER_CATEGORIES && frequent * 10 >= non_null * 9 {
-                category::fit(name, vals, min_category_count)
+                category::fit(vals, min_category_count)
             } else {
                 fit_count(name, numbers())
             }

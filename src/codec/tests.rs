@@ -1042,3 +1042,32 @@ fn a_flow_end_follows_its_start_wherever_time_is_moved() {
         );
     }
 }
+
+/// An id column (every value unique, like Zeek's `uid`) is not modelled: it comes back NULL
+/// instead of stopping the training.
+#[test]
+fn an_id_column_is_left_out() {
+    let plans = plan_columns(
+        &[
+            info("ts", "timestamp without time zone"),
+            info("uid", "text"),
+            info("proto", "text"),
+        ],
+        None,
+        &[],
+    )
+    .unwrap();
+    let n = 300;
+    let values = vec![
+        ColumnValues::Float((0..n).map(|i| Some(1e9 + i as f64)).collect()),
+        ColumnValues::Text((0..n).map(|i| Some(format!("C{i:08x}"))).collect()),
+        ColumnValues::Text(
+            (0..n)
+                .map(|i| Some(["tcp", "udp"][i % 2].to_string()))
+                .collect(),
+        ),
+    ];
+    let (codec, _) = TableCodec::fit(&plans, &values, &[], 5).unwrap();
+    assert_eq!(codec.columns[1].codec, Codec::Skip);
+    assert!(matches!(codec.columns[2].codec, Codec::Category { .. }));
+}

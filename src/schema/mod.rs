@@ -65,9 +65,11 @@ fn is_time_type(t: &str) -> bool {
     t.starts_with("timestamp") || t == "date"
 }
 
+/// Port columns by their exporters' names: nfdump's `sp`/`dp`, anything with `port`
+/// (`l4_dst_port`, `srcport`), Zeek's `id.orig_p`/`id.resp_p` (or `id_orig_p` once loaded).
 fn is_port_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "sp" || n == "dp" || n.contains("port")
+    n == "sp" || n == "dp" || n.contains("port") || n.ends_with("_p") || n.ends_with(".p")
 }
 
 /// Decide, for every column of the table, how it is read and modelled.
@@ -254,6 +256,39 @@ mod tests {
         assert!(err.to_string().contains("65 columns"), "{err}");
         let skip = [("c0".to_string(), "skip".to_string())];
         assert_eq!(plan_columns(&cols, None, &skip).unwrap().len(), cols.len());
+    }
+
+    #[test]
+    fn exporters_port_names_are_ports() {
+        for name in [
+            "sp",
+            "DP",
+            "l4_dst_port",
+            "srcport",
+            "id.orig_p",
+            "id_resp_p",
+        ] {
+            let plans = plan_columns(
+                &[
+                    col("ts", "timestamp without time zone"),
+                    col(name, "integer"),
+                ],
+                None,
+                &[],
+            )
+            .unwrap();
+            assert_eq!(plans[1].kind, Kind::Port, "{name}");
+        }
+        let plans = plan_columns(
+            &[
+                col("ts", "timestamp without time zone"),
+                col("proto", "integer"),
+            ],
+            None,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plans[1].kind, Kind::Integer);
     }
 
     #[test]
