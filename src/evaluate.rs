@@ -96,6 +96,24 @@ pub fn jsd_counts(a: &[f64], b: &[f64]) -> f64 {
     d.max(0.0)
 }
 
+/// The days of the week as `flows_over_time` counts them.
+pub const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Flows per hour of the day and per day of the week (UTC, Monday first) from the order column,
+/// and the days the rows span.
+pub fn flows_over_time(t: &Rows, order: usize) -> ([f64; 24], [f64; 7], f64) {
+    let (mut hours, mut days) = ([0.0; 24], [0.0; 7]);
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for x in numbers(&t.values[order]).into_iter().flatten() {
+        hours[((x / 3600.0).floor().rem_euclid(24.0) as usize).min(23)] += 1.0;
+        // 1970-01-01 was a Thursday.
+        days[(((x / 86400.0).floor() + 3.0).rem_euclid(7.0) as usize).min(6)] += 1.0;
+        first = first.min(x);
+        last = last.max(x);
+    }
+    (hours, days, ((last - first) / 86400.0).max(0.0))
+}
+
 /// The smallest and largest value of some samples.
 pub fn range(samples: &[&[f64]]) -> (f64, f64) {
     let all = || samples.iter().flat_map(|s| s.iter().copied());
@@ -704,6 +722,49 @@ pub fn evaluate(
         let (lo, hi) = range(&[&ls, &lh, gt.as_deref().unwrap_or(&[])]);
         let base = gt.as_ref().and_then(|t| jsd_numeric_over(t, &lh, lo, hi));
         out.push(metric("gap_jsd", name, jsd_numeric_over(&ls, &lh, lo, hi), base, format!("JSD of log(1 + seconds between a stream's consecutive flows), {JSD_BINS} bins; real: training vs held-out")));
+        // Traffic over time: a model that keeps each row right can still put the day's volume
+        // in the wrong hours, or weekdays' volume on the weekend.
+        let (hours_s, days_s, _) = flows_over_time(synthetic, o);
+        let (hours_h, days_h, span_days) = flows_over_time(holdout, o);
+        let trained = training.map(|t| flows_over_time(t, o));
+        out.push(metric(
+            "hourly_jsd",
+            name,
+            Some(jsd_counts(&hours_s, &hours_h)),
+            trained.as_ref().map(|t| jsd_counts(&t.0, &hours_h)),
+            "JSD of flows per hour of the day (UTC), +1 smoothing; real: training vs held-out"
+                .into(),
+        ));
+        for (hour, (s, h)) in hours_s.iter().zip(&hours_h).enumerate() {
+            if s + h > 0.0 {
+                out.push(metric(
+                    "flows_per_hour",
+                    &format!("{hour:02}:00"),
+                    Some(*s),
+                    Some(*h),
+                    "flows starting in this hour of the day (UTC) over the span".into(),
+                ));
+            }
+        }
+        if span_days >= 7.0 {
+            out.push(metric(
+                "weekday_jsd",
+                name,
+                Some(jsd_counts(&days_s, &days_h)),
+                trained.as_ref().map(|t| jsd_counts(&t.1, &days_h)),
+                "JSD of flows per day of the week (UTC), +1 smoothing; real: training vs held-out"
+                    .into(),
+            ));
+            for (day, label) in WEEKDAYS.iter().enumerate() {
+                out.push(metric(
+                    "flows_per_weekday",
+                    label,
+                    Some(days_s[day]),
+                    Some(days_h[day]),
+                    "flows starting on this day of the week (UTC) over the span".into(),
+                ));
+            }
+        }
         for (q, label) in [(0.5, "gap_median_s"), (0.9, "gap_p90_s")] {
             out.push(metric(
                 label,
@@ -767,6 +828,50 @@ fn add_jsd(acc: &mut (f64, f64, usize, bool), value: Option<f64>, base: Option<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flows are counted by the hour and weekday they start (UTC), and the weekday figures
+    /// appear only for a span of a week or more.
+    #[test]
+    fn traffic_over_time_is_counted_by_hour_and_weekday() {
+        let monday = 1_460_332_800.0; // 2016-04-11 00:00 UTC, a Monday
+        let times = |days: f64| -> ColumnValues {
+            ColumnValues::Float(
+                (0..(days as usize * 24))
+                    .flat_map(|h| {
+                        // Busy weekday afternoons, quiet weekends.
+                        let day = h / 24;
+                        let n = if day % 7 >= 5 {
+                            1
+                        } else if h % 24 >= 12 {
+                            4
+                        } else {
+                            2
+                        };
+                        (0..n).map(move |i| Some(monday + h as f64 * 3600.0 + i as f64))
+                    })
+                    .collect(),
+            )
+        };
+        let week = [times(14.0)];
+        let rows = Rows {
+            values: &week,
+            streams: &[],
+        };
+        let (hours, days, span) = flows_over_time(&rows, 0);
+        assert_eq!(days, [144.0, 144.0, 144.0, 144.0, 144.0, 48.0, 48.0]);
+        assert_eq!(hours[0], 2.0 * 10.0 + 4.0);
+        assert_eq!(hours[13], 4.0 * 10.0 + 4.0);
+        assert!(span > 13.9);
+        let day = [times(1.0)];
+        let (_, _, short) = flows_over_time(
+            &Rows {
+                values: &day,
+                streams: &[],
+            },
+            0,
+        );
+        assert!(short < 1.0);
+    }
 
     #[test]
     fn divergences_behave() {

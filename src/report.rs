@@ -3,7 +3,9 @@
 //! checks and the privacy figures. Written as well-formed XHTML so tests can parse it.
 
 use crate::codec::{Codec, TableCodec};
-use crate::evaluate::{keys, numbers, stream_gaps, top_ports, Metric, Rows};
+use crate::evaluate::{
+    flows_over_time, keys, numbers, stream_gaps, top_ports, Metric, Rows, WEEKDAYS,
+};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -325,6 +327,37 @@ pub fn html(
             );
         }
     }
+    if let Some(order) = codec
+        .columns
+        .iter()
+        .position(|c| matches!(c.codec, Codec::Gap { .. }))
+    {
+        let (hours_s, days_s, _) = flows_over_time(synthetic, order);
+        let (hours_h, days_h, span_days) = flows_over_time(holdout, order);
+        s.push_str("<h2>Traffic over time</h2>");
+        let svg = bars_svg(
+            &(0..24).map(|h| format!("{h:02}")).collect::<Vec<_>>(),
+            &hours_h,
+            &hours_s,
+            "hour of the day (UTC): flows over the span",
+        );
+        let _ = write!(
+            s,
+            r#"<figure class="over-time" data-by="hour"><figcaption>flows per hour of the day</figcaption>{svg}</figure>"#
+        );
+        if span_days >= 7.0 {
+            let svg = bars_svg(
+                &WEEKDAYS.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                &days_h,
+                &days_s,
+                "day of the week (UTC): flows over the span",
+            );
+            let _ = write!(
+                s,
+                r#"<figure class="over-time" data-by="weekday"><figcaption>flows per day of the week</figcaption>{svg}</figure>"#
+            );
+        }
+    }
     let header = ["metric", "column", "synthetic", "real", "what"];
     s.push_str("<h2>Domain checks (paper, Table 5)</h2>");
     table(&mut s, &header, &metric_rows(metrics, &["domain_check"]));
@@ -350,6 +383,8 @@ pub fn html(
                 "gap_jsd",
                 "gap_median_s",
                 "gap_p90_s",
+                "hourly_jsd",
+                "weekday_jsd",
                 "lag1_autocorrelation",
                 "top_dst_port",
             ],

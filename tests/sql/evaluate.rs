@@ -97,6 +97,22 @@ fn evaluate_reports_every_metric_and_they_respond() {
     for metric in ["gap_jsd", "gap_median_s", "gap_p90_s"] {
         assert!(get(&rows, metric, "te").synthetic.is_some(), "{metric}");
     }
+    // Traffic over time: the held-out hours (12:00-18:00) each have their flows counted, the
+    // synthetic sample's too, and no weekday figures for a span under a week.
+    let hourly = get(&rows, "hourly_jsd", "te");
+    assert!((0.0..=1.0).contains(&hourly.synthetic.unwrap()) && hourly.real.is_some());
+    let per_hour: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.metric == "flows_per_hour")
+        .collect();
+    let held_out_in_hours: f64 = per_hour.iter().filter_map(|r| r.real).sum();
+    assert_eq!(held_out_in_hours, holdout_rows);
+    assert_eq!(
+        per_hour.iter().filter_map(|r| r.synthetic).sum::<f64>(),
+        n.synthetic.unwrap()
+    );
+    assert!(get(&rows, "flows_per_hour", "13:00").real.unwrap() > 0.0);
+    assert!(!rows.iter().any(|r| r.metric == "weekday_jsd"));
     let lag = get(&rows, "lag1_autocorrelation", "byt");
     assert!(lag.synthetic.unwrap().abs() <= 1.0 && lag.real.unwrap().abs() <= 1.0);
     // The training rows' own value is given beside it, for how far the real traffic moved.
@@ -217,6 +233,17 @@ fn report_is_a_well_formed_page_with_a_chart_per_column() {
     assert!(doc
         .descendants()
         .any(|n| n.has_tag_name("figure") && n.attribute("class") == Some("ports")));
+    let over_time = doc
+        .descendants()
+        .find(|n| n.has_tag_name("figure") && n.attribute("class") == Some("over-time"))
+        .expect("a traffic-over-time chart");
+    assert!(
+        over_time
+            .descendants()
+            .filter(|n| n.has_tag_name("rect"))
+            .count()
+            >= 6
+    );
     let text = doc
         .root_element()
         .descendants()
